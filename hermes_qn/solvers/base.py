@@ -1,0 +1,66 @@
+"""What every solver kernel returns, and the small helpers they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Solution:
+    """Per-point solver output as numpy arrays; :func:`hermes_qn.solve` wraps it in a Dataset.
+
+    Shapes use ``S`` for the sweep shape, ``M`` stations, ``K`` classes.
+
+    Attributes
+    ----------
+    throughput : ndarray, shape (*S, K)
+        Requests completed per second.
+    residence_time : ndarray, shape (*S, M, K)
+        Seconds a request of the class spends at the station (all visits,
+        queueing included). ``inf`` where the point is saturated.
+    queue_length : ndarray, shape (*S, M, K)
+        Mean number of requests of the class at the station (waiting or in service).
+    utilization : ndarray, shape (*S, M, K)
+        Share of the station's asymptotic capacity used by the class:
+        ``throughput * demand / capacity`` (``capacity`` is 1 for a single
+        server, ``c`` for ``c`` servers, the last rate multiplier for a
+        load-dependent station). For a delay station it is
+        ``throughput * demand``, the mean number of busy servers.
+    method : str
+        Which algorithm produced the numbers.
+    iterations : int
+        Iterations of the fixed-point loop (0 for direct methods).
+    residual : float
+        Largest relative change of the queue lengths in the last iteration
+        (0 for direct methods).
+    converged : bool
+        Whether the residual fell under the tolerance.
+    """
+
+    throughput: np.ndarray
+    residence_time: np.ndarray
+    queue_length: np.ndarray
+    utilization: np.ndarray
+    method: str
+    iterations: int = 0
+    residual: float = 0.0
+    converged: bool = True
+
+
+def station_utilization(throughput: np.ndarray, demand: np.ndarray,
+                        capacity: np.ndarray) -> np.ndarray:
+    """Utilisation law ``U[m, k] = X[k] * D[m, k] / capacity[m]`` (delays: ``X * D``).
+
+    Parameters
+    ----------
+    throughput : ndarray, shape (*S, K)
+        Requests per second.
+    demand : ndarray, shape (*S, M, K)
+        Seconds per request.
+    capacity : ndarray, shape (M,)
+        Asymptotic speed relative to one job; ``inf`` marks a delay station.
+    """
+    scale = np.where(np.isinf(capacity), 1.0, capacity)
+    return throughput[..., None, :] * demand / scale[:, None]
