@@ -50,7 +50,7 @@ def _check_values(field_name: str, value: ArrayLike, *, low: float, low_inclusiv
     if integer:
         bad |= np.isfinite(arr) & (arr != np.round(arr))
     if bad.any():
-        first = arr[bad].flat[0] if arr.ndim else float(arr)
+        first = float(arr[bad].flat[0]) if arr.ndim else float(arr)
         raise ValidationError(f"{field_name}: got {first!r}; valid: {valid}")
 
 
