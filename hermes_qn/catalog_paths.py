@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 CATALOGS = ("hardware", "models")
+_PACKAGE = Path(__file__).resolve().parent
 
 
 def catalog_dir(name: str) -> Path:
     """Directory of the built-in catalog ``name`` ("hardware" or "models").
 
-    An installed wheel carries the catalogs as ``hermes_qn.catalogs.<name>``;
-    a source checkout has them at the top of the repository.
+    An installed wheel carries the catalogs in ``hermes_qn/catalogs/<name>``
+    (see pyproject.toml); a source checkout has them at the top of the repository.
     """
     if name not in CATALOGS:
         raise ValueError(f"catalog: got {name!r}; valid: one of {CATALOGS}")
-    try:
-        return Path(str(resources.files(f"hermes_qn.catalogs.{name}")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / name
+    installed = _PACKAGE / "catalogs" / name
+    return installed if installed.is_dir() else _PACKAGE.parent / name
