@@ -349,8 +349,8 @@ class Device:
         _fraction(owner, "memory_efficiency", self.memory_efficiency)
         if self.idle_power is not None and self.peak_power is not None \
                 and self.idle_power > self.peak_power:
-            raise ValidationError(f"{owner}: idle_power {self.idle_power} W exceeds peak_power "
-                                  f"{self.peak_power} W; valid: idle_power <= peak_power")
+            raise ValidationError(f"{owner}: idle_power {self.idle_power:g} W exceeds peak_power "
+                                  f"{self.peak_power:g} W; valid: idle_power <= peak_power")
         object.__setattr__(self, "peak_flops", _freeze(flops))
         object.__setattr__(self, "quantities", _freeze(self.quantities))
         object.__setattr__(self, "aliases", tuple(self.aliases))
@@ -524,7 +524,9 @@ def _quantity(where: str, key: str, raw: Any, spec: _Spec) -> Quantity:
     if not isinstance(unit, str) or unit not in units:
         other = next((d for d, table in _UNITS.items() if isinstance(unit, str) and unit in table), None)
         extra = f" (it is a {_DIMENSION_LABEL[other]} unit)" if other else ""
-        raise ValidationError(f"{where}: {key}.unit {unit!r} is not a {_DIMENSION_LABEL[dimension]} "
+        label = _DIMENSION_LABEL[dimension]
+        article = "an" if label[0] in "aeiou" else "a"
+        raise ValidationError(f"{where}: {key}.unit {unit!r} is not {article} {label} "
                               f"unit{extra}; valid: {', '.join(units)}")
 
     value = raw["value"]
@@ -925,7 +927,7 @@ def power(device: Device, utilisation: Any, *, idle_power: float | None = None) 
     where = _where(device.path) if device.path else f"Device {device.name!r}"
     u = np.asarray(utilisation, dtype=float)
     if u.size and (not np.all(np.isfinite(u)) or u.min() < 0 or u.max() > 1):
-        bad = u[~np.isfinite(u) | (u < 0) | (u > 1)].flat[0]
+        bad = float(u[~np.isfinite(u) | (u < 0) | (u > 1)].flat[0])
         raise ValidationError(f"power: utilisation {bad!r} is out of range; valid: 0 <= "
                               "utilisation <= 1")
     if device.peak_power is None:
@@ -937,8 +939,8 @@ def power(device: Device, utilisation: Any, *, idle_power: float | None = None) 
                               "valid: pass power(..., idle_power=<W>) or add idle_power to the file")
     _positive("power", "idle_power", idle, "W", optional=False)
     if idle > device.peak_power:
-        raise ValidationError(f"power: idle_power {idle} W exceeds {device.name} peak_power "
-                              f"{device.peak_power} W; valid: idle_power <= peak_power")
+        raise ValidationError(f"power: idle_power {idle:g} W exceeds {device.name} peak_power "
+                              f"{device.peak_power:g} W; valid: idle_power <= peak_power")
     out = idle + (device.peak_power - idle) * u
     return float(out) if out.ndim == 0 else out
 
