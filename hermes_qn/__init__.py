@@ -1,9 +1,32 @@
-"""hermes-qn: multi-stage LLM inference serving as a multi-class queueing network."""
+"""hermes-qn: multi-stage LLM inference serving as a multi-class queueing network.
+
+The queueing core (``Network``, ``solve``, ``simulate``, ``symbolic``) knows
+nothing about LLMs; the catalogs (``hardware``, ``models``) and the roofline
+(``prefill``, ``decode_step``, ``mixed_step``, ``memory_fit``) know nothing
+about queues.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import distributions, hardware, models, symbolic
+from .distributions import (
+    Deterministic,
+    Empirical,
+    Erlang,
+    Exponential,
+    Gamma,
+    HyperExponential,
+    Lognormal,
+)
 from .errors import ConvergenceError, HermesError, UnsupportedError, ValidationError
+from .hardware import Device, Link, MemoryTier, list_hardware, load_device
+from .memory import MemoryFit, memory_fit
+from .models import Model, list_models
+from .models import load as load_model
 from .network import Closed, Delay, Network, Open, Queue
+from .roofline import StepTime, decode_step, mixed_step, prefill
+from .simulate import simulate
+from .solve import solve
 
 try:
     __version__ = version("hermes-qn")
@@ -11,12 +34,41 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 __all__ = [
+    # functions
+    "decode_step",
+    "list_hardware",
+    "list_models",
+    "load_device",
+    "load_model",
+    "memory_fit",
+    "mixed_step",
+    "prefill",
+    "simulate",
+    "solve",
+    # modules
+    "distributions",
+    "hardware",
+    "models",
+    "symbolic",
     # classes
     "Closed",
     "Delay",
+    "Deterministic",
+    "Device",
+    "Empirical",
+    "Erlang",
+    "Exponential",
+    "Gamma",
+    "HyperExponential",
+    "Link",
+    "Lognormal",
+    "MemoryFit",
+    "MemoryTier",
+    "Model",
     "Network",
     "Open",
     "Queue",
+    "StepTime",
     # exceptions
     "ConvergenceError",
     "HermesError",

@@ -36,7 +36,7 @@ def format_result(result: xr.Dataset) -> str:
                         _fmt(float(result.response_time.sel({"class": c})))] for c in classes]))
     rows = []
     for s in stations:
-        row = [s, _fmt(float(result.load.sel(station=s)))]
+        row = [s, _fmt(float(result.station_utilization.sel(station=s)))]
         for c in classes:
             point = {"station": s, "class": c}
             row += [_fmt(float(result.residence_time.sel(point))),

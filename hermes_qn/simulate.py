@@ -79,7 +79,7 @@ from scipy import stats
 from .distributions import Distribution, Exponential
 from .errors import ValidationError
 from .network import DELAY, Network
-from .solvers.base import station_utilization
+from .solvers.base import VARIABLE_ATTRS, station_utilization
 
 __all__ = ["simulate", "VARIABLES"]
 
@@ -93,11 +93,13 @@ _BLOCK = 2048
 #: Variable name -> (dims, units, long_name), as in the analytic results of
 #: :func:`hermes_qn.solve` (throughput in requests per second).
 VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "throughput": (("class",), "1/s", "throughput"),
-    "response_time": (("class",), "s", "response time (excluding think time)"),
-    "residence_time": (("station", "class"), "s", "residence time"),
-    "queue_length": (("station", "class"), "1", "mean number present"),
-    "utilization": (("station", "class"), "1", "utilization"),
+    name: (dims, *VARIABLE_ATTRS[name]) for name, dims in (
+        ("throughput", ("class",)),
+        ("response_time", ("class",)),
+        ("residence_time", ("station", "class")),
+        ("queue_length", ("station", "class")),
+        ("utilization", ("station", "class")),
+    )
 }
 
 # Station types inside the sampler.

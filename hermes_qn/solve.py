@@ -7,31 +7,22 @@ import xarray as xr
 
 from .errors import ConvergenceError, ValidationError
 from .network import LOAD_DEPENDENT, Network, NetworkArrays
-from .solvers.amva import linearizer, schweitzer
-from .solvers.base import Solution
+from .solvers.base import VARIABLE_ATTRS, Solution
 from .solvers.mixed import solve_mixed
 from .solvers.mva import exact_mva, state_space_size
 from .solvers.open import solve_open
 
 METHODS = ("auto", "exact", "amva", "linearizer")
 
-#: ``method="auto"`` runs exact MVA while (sweep points) x (population vectors)
-#: stays at or under this many; each population vector costs O(stations x classes).
+#: ``method="auto"`` runs exact MVA while (sweep points) x (population vectors) x
+#: 2**(load-dependent stations) stays at or under this many: each population
+#: vector costs O(stations x classes), and the stable load-dependent recursion
+#: solves one complement network per subset of load-dependent stations.
 EXACT_WORK_LIMIT = 200_000
 #: ``method="auto"`` prefers Linearizer (about K+1 times the work of Schweitzer's
 #: AMVA, and several times more accurate) up to this many closed classes.
 LINEARIZER_CLASS_LIMIT = 8
 
-VARIABLE_ATTRS = {
-    "throughput": ("1/s", "throughput"),
-    "response_time": ("s", "response time (excluding think time)"),
-    "residence_time": ("s", "residence time"),
-    "queue_length": ("1", "mean number present"),
-    "utilization": ("1", "utilization"),
-    "load": ("1", "station utilization (all classes)"),
-    "saturated": ("1", "saturated"),
-    "saturated_station": ("", "saturated station"),
-}
 
 
 def solve(network: Network, method: str = "auto", *, tol: float = 1e-10,
@@ -61,7 +52,7 @@ def solve(network: Network, method: str = "auto", *, tol: float = 1e-10,
     xarray.Dataset
         Variables ``throughput`` (class) in requests/s, ``response_time``
         (class) in seconds excluding think time, ``residence_time``,
-        ``queue_length`` and ``utilization`` (station, class), ``load``
+        ``queue_length`` and ``utilization`` (station, class), ``station_utilization``
         (station) the total utilisation, ``saturated`` and
         ``saturated_station`` (the most loaded station whose utilisation by
         open classes is >= 1, or ``""``); each over the sweep dimensions too.
@@ -118,7 +109,8 @@ def _closed_solver(arrays: NetworkArrays, method: str, tol: float, max_iter: int
     if method == "auto":
         closed = ~arrays.is_open
         points = int(np.prod(arrays.sweep_shape, dtype=np.int64))
-        work = points * state_space_size(arrays.population[..., closed])
+        n_load_dependent = int((arrays.station_kind == LOAD_DEPENDENT).sum())
+        work = points * state_space_size(arrays.population[..., closed]) * 2**n_load_dependent
         if work <= EXACT_WORK_LIMIT:
             method = "exact"
         elif closed.sum() <= LINEARIZER_CLASS_LIMIT:
@@ -127,6 +119,7 @@ def _closed_solver(arrays: NetworkArrays, method: str, tol: float, max_iter: int
             method = "amva"
     if method == "exact":
         return exact_mva, method
+    from .solvers.amva import linearizer, schweitzer
     if method == "linearizer":
         return (lambda a: linearizer(a, tol=tol, max_iter=max_iter)), method
     return (lambda a: schweitzer(a, tol=tol, max_iter=max_iter)), method
@@ -168,7 +161,7 @@ def _to_dataset(arrays: NetworkArrays, solution: Solution, open_load: np.ndarray
         "residence_time": (per_pair, solution.residence_time),
         "queue_length": (per_pair, solution.queue_length),
         "utilization": (per_pair, solution.utilization),
-        "load": (per_station, solution.utilization.sum(axis=-1)),
+        "station_utilization": (per_station, solution.utilization.sum(axis=-1)),
         "saturated": (sweep, saturated),
         "saturated_station": (sweep, saturated_station),
     }

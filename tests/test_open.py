@@ -119,7 +119,7 @@ def test_vectorised_sweep_marks_only_saturated_points():
     assert np.isinf(res.response_time.values[~stable]).all()
     assert set(res.saturated_station.values[~stable]) == {"cpu"}
     assert set(res.saturated_station.values[stable]) == {""}
-    np.testing.assert_allclose(res.load.sel(station="cpu").values, lam)
+    np.testing.assert_allclose(res.station_utilization.sel(station="cpu").values, lam)
     for i, rate in enumerate(lam[stable]):
         single = solve_point({"cpu": hq.Queue(), "pool": hq.Queue(servers=2)}, rate,
                              {"cpu": 1.0, "pool": 1.2})
@@ -129,7 +129,7 @@ def test_vectorised_sweep_marks_only_saturated_points():
 def test_saturated_multiserver_named_with_its_load():
     res = solve_point({"cpu": hq.Queue(), "pool": hq.Queue(servers=2)}, 0.5, {"cpu": 0.1, "pool": 4.4})
     assert bool(res.saturated) and str(res.saturated_station.values) == "pool"
-    assert float(res.load.sel(station="pool")) == pytest.approx(1.1)
+    assert float(res.station_utilization.sel(station="pool")) == pytest.approx(1.1)
     assert float(res.residence_time.sel(station="cpu")[0]) == pytest.approx(0.1 / 0.95)
 
 
@@ -148,7 +148,7 @@ def test_open_laws(lam, demands):
     np.testing.assert_allclose(res.utilization.values[0], lam_arr * d[0] / 1.0)
     np.testing.assert_allclose(res.utilization.values[1], lam_arr * d[1] / 3.0)
     if bool(res.saturated):
-        assert float(res.load.sel(station=str(res.saturated_station.values))) >= 1.0
+        assert float(res.station_utilization.sel(station=str(res.saturated_station.values))) >= 1.0
         return
     r = res.residence_time.values
     np.testing.assert_allclose(res.queue_length.values, lam_arr * r, rtol=1e-12)

@@ -7,6 +7,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+#: Result variable name -> (units, long_name), shared by the solvers' and the sampler's Datasets.
+VARIABLE_ATTRS: dict[str, tuple[str, str]] = {
+    "throughput": ("1/s", "throughput"),
+    "response_time": ("s", "response time (excluding think time)"),
+    "residence_time": ("s", "residence time"),
+    "queue_length": ("1", "mean number present"),
+    "utilization": ("1", "utilization"),
+    "station_utilization": ("1", "station utilization (all classes)"),
+    "saturated": ("1", "saturated"),
+    "saturated_station": ("", "saturated station"),
+}
+
+
 @dataclass
 class Solution:
     """Per-point solver output as numpy arrays; :func:`hermes_qn.solve` wraps it in a Dataset.
@@ -37,6 +50,10 @@ class Solution:
         (0 for direct methods).
     converged : bool
         Whether the residual fell under the tolerance.
+    marginal : ndarray, shape (*S, M, N + 1), optional
+        Exact solvers only: probability of ``n`` jobs at each load-dependent
+        station (``N`` the largest total population; NaN rows for stations
+        whose marginal was not needed).
     """
 
     throughput: np.ndarray
@@ -47,6 +64,7 @@ class Solution:
     iterations: int = 0
     residual: float = 0.0
     converged: bool = True
+    marginal: np.ndarray | None = None
 
 
 def station_utilization(throughput: np.ndarray, demand: np.ndarray,

@@ -163,20 +163,25 @@ def exact_mva(arrays: NetworkArrays) -> Solution:
     M, K = arrays.demand.shape[-2:]
     throughput = np.empty((*sweep_shape, K))
     residence = np.empty((*sweep_shape, M, K))
+    marginal = np.full((*sweep_shape, M, int(arrays.population.sum(axis=-1).max()) + 1), np.nan)
     lattices: dict[tuple[int, ...], _Lattice] = {}
     for point in np.ndindex(*sweep_shape):
         population = tuple(int(n) for n in arrays.population[point])
         if population not in lattices:
             lattices[population] = _Lattice(population)
-        throughput[point], residence[point] = _solve_point(
+        throughput[point], residence[point], ld_marginals = _solve_point(
             lattices[population], arrays.demand[point], arrays.think_time[point],
             arrays.station_kind, arrays.multipliers)
+        for m, p in ld_marginals.items():
+            marginal[point + (m,)] = 0.0
+            marginal[point + (m, slice(0, len(p)))] = p
     return Solution(
         throughput=throughput,
         residence_time=residence,
         queue_length=throughput[..., None, :] * residence,
         utilization=station_utilization(throughput, arrays.demand, arrays.capacity),
         method="exact-mva",
+        marginal=marginal,
     )
 
 
@@ -249,17 +254,21 @@ class _Lattice:
 
 @dataclass(frozen=True)
 class _PassResult:
-    """One MVA run: ``log G`` over the lattice and, at ``n = N``, X and R."""
+    """One MVA run: ``log G`` over the lattice and, at ``n = N``, X, R and the
+    marginals ``p_l(j | N)`` of the load-dependent stations, shape (L, T + 1)."""
 
     log_g: np.ndarray
     throughput: np.ndarray
     r_queue: np.ndarray
     r_ld: np.ndarray
+    marginal: np.ndarray
 
 
 def _solve_point(lattice: _Lattice, demand: np.ndarray, think: np.ndarray,
-                 kind: np.ndarray, multipliers: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Exact MVA at one sweep point; returns throughput (K,) and residence time (M, K)."""
+                 kind: np.ndarray, multipliers: tuple[np.ndarray, ...]
+                 ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """Exact MVA at one sweep point; returns throughput (K,), residence time (M, K) and,
+    per load-dependent station index, its marginal ``p(j | N)`` for ``j = 0..N_total``."""
     M, K = demand.shape
     T = lattice.total
     j = np.arange(1, T + 1)
@@ -313,7 +322,7 @@ def _solve_point(lattice: _Lattice, demand: np.ndarray, think: np.ndarray,
     residence[lds] = result.r_ld
     for m in delays:
         residence[m] = demand[m] if kind[m] == DELAY else demand[m] / multipliers[m][0]
-    return result.throughput, residence
+    return result.throughput, residence, dict(zip(lds, result.marginal))
 
 
 def _mva_pass(lattice: _Lattice, queue_demand: np.ndarray, fixed: np.ndarray,
@@ -370,7 +379,9 @@ def _mva_pass(lattice: _Lattice, queue_demand: np.ndarray, fixed: np.ndarray,
                 log_p_prev[i] = log_p
     if stranded.any():
         log_g[(lattice.jobs[:, stranded] > 0).any(axis=1)] = -np.inf
-    return _PassResult(log_g=log_g, throughput=x[0], r_queue=r_queue[0].T, r_ld=r_ld[:, 0])
+    marginal = np.exp(np.array([p[0] for p in log_p_prev]).reshape(L, lattice.total + 1))
+    return _PassResult(log_g=log_g, throughput=x[0], r_queue=r_queue[0].T, r_ld=r_ld[:, 0],
+                       marginal=marginal)
 
 
 def _log_sum_over_classes(terms: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ def load_dependent_moments(rho: np.ndarray, multipliers: np.ndarray) -> tuple[np
     L = len(multipliers)
     n = np.arange(L + 1)
     log_a = np.concatenate(([0.0], np.cumsum(np.log(multipliers))))  # log(a(1)...a(n)), n = 0..L
-    safe_rho = np.where(rho > 0, rho, 1.0)
+    safe_rho = np.where(rho > 0, rho, 0.5 * multipliers[-1])  # stand-in below capacity where rho = 0
     log_terms = n * np.log(safe_rho)[..., None] - log_a  # (*S, L+1): log of rho^n / A_n
     x = safe_rho / multipliers[-1]  # tail ratio
     one_minus_x = 1.0 - x
