@@ -91,9 +91,9 @@ def solve(network: Network, method: str = "auto", *, tol: float = 1e-10,
             open_load = np.zeros(solution.utilization.shape[:-1])
         else:
             solution, open_load = solve_mixed(arrays, closed_solver)
-            if (arrays.station_kind == LOAD_DEPENDENT).any():
+            if (arrays.station_kind == LOAD_DEPENDENT).any() and chosen != "exact":
                 notes.append("mixed network with load-dependent stations: open-class residence "
-                             "there is approximate (see hermes_qn.solvers.mixed)")
+                             "there is approximate without exact MVA (see hermes_qn.solvers.mixed)")
         if chosen != "exact":
             notes.append(f"closed classes solved by {chosen}, an approximation")
         if not solution.converged:

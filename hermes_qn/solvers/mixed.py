@@ -52,32 +52,30 @@ def _log_h(c: np.ndarray, rho: float, multipliers: np.ndarray) -> tuple[np.ndarr
     a_last = multipliers[-1]
     y = rho / a_last
     c = np.asarray(c)
+    if rho <= 0:  # no open customers: h(c) = 1 / A(c), with A(c) = A(L) a^(c-L) beyond the table
+        log_a_c = np.where(c <= L, log_A[np.minimum(c, L)], log_A[L] + (c - L) * np.log(a_last))
+        return -log_a_c, np.zeros(c.shape)
     log_h = np.empty(c.shape)
     mean_j = np.empty(c.shape)
     for idx, ci in np.ndenumerate(c):
         j_head = np.arange(max(L - ci, 0))  # j with c + j < L
         log_binom = gammaln(ci + j_head + 1) - gammaln(j_head + 1) - gammaln(ci + 1)
-        log_head = log_binom + j_head * np.log(rho) - log_A[ci + j_head] if rho > 0 else \
-            np.where(j_head == 0, -log_A[ci], -np.inf)
+        log_head = log_binom + j_head * np.log(rho) - log_A[ci + j_head]
         j0 = len(j_head)
         # Tail j >= j0: C(c+j, j) rho^j / (A(L) a^(c+j-L)) = (a^(L-c)/A(L)) C(c+j, j) y^j.
         # sum_{j>=j0} C(c+j, j) y^j = I_y(j0, c+1) / (1-y)^(c+1)  (negative-binomial tail),
         # and its j-weighted sum is (c+1) y / (1-y)^(c+2) * I_y(j0-1, c+2) (j0 >= 1) or the full mean.
         base = (L - ci) * np.log(a_last) - log_A[L]
-        if y > 0:
-            tail_prob = betainc(j0, ci + 1, y) if j0 > 0 else 1.0
-            log_tail = base + np.log(tail_prob) - (ci + 1) * np.log1p(-y) if tail_prob > 0 else -np.inf
-            tail_jprob = betainc(j0 - 1, ci + 2, y) if j0 > 1 else 1.0
-            tail_j = (ci + 1) * y / (1 - y) * tail_jprob  # ratio of j-weighted tail to full NB sum
-        else:
-            log_tail = base if j0 == 0 else -np.inf
-            tail_j = 0.0
+        tail_prob = betainc(j0, ci + 1, y) if j0 > 0 else 1.0
+        log_tail = base + np.log(tail_prob) - (ci + 1) * np.log1p(-y) if tail_prob > 0 else -np.inf
+        tail_jprob = betainc(j0 - 1, ci + 2, y) if j0 > 1 else 1.0
+        tail_j = (ci + 1) * y / (1 - y) * tail_jprob  # ratio of j-weighted tail to full NB sum
         parts = np.append(log_head, log_tail)
         shift = parts.max()
         weights = np.exp(parts - shift)
         total = weights.sum()
         log_h[idx] = shift + np.log(total)
-        if y > 0 and tail_prob > 0:
+        if tail_prob > 0:
             # weights[-1] * (tail j-sum / tail sum); tail j-sum / tail sum = tail_j / tail_prob
             mean_tail = weights[-1] * tail_j / tail_prob
         else:
