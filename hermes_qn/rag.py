@@ -27,8 +27,10 @@ ivf_flat
     centroids read once per batch. Scan: each query visits ``nprobe`` lists of
     ``imbalance * N / nlist`` vectors on average (``imbalance >= 1`` is the
     ratio of mean visited list length to ``N / nlist``; uneven k-means lists
-    make it about 1.2-1.4 in FAISS's logs), ``2*d`` FLOPs and ``d*e`` bytes per
-    candidate. Lists are **not** assumed to be shared between the queries of
+    make it about 1.1-1.3 in FAISS's logs), ``2*d`` FLOPs and ``d*e`` bytes per
+    candidate; on a GPU also 8 bytes per candidate for the fp32 distance buffer
+    written by the scan and read back by the k-selection pass (FAISS GPU IVF
+    selects in two passes; ivf_pq too). Lists are **not** assumed to be shared between the queries of
     a batch (FAISS CPU runs queries independently): bytes scanned grow with
     ``nq``.
 ivf_pq
@@ -406,6 +408,9 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
                                   f"{float(np.min(L)):g}; valid: 1 <= nprobe <= nlist")
         imb = _array("imbalance", imbalance, low=1)
         cand = np.minimum(imb * P * N / L, N)  # vectors visited per query
+        # FAISS GPU IVF scans write every candidate's fp32 distance to a buffer that a
+        # second pass k-selects (IVFUtils: pass 1 / pass 2 select)
+        dist_buffer = 2 * 4.0 * nq * cand if gpu else 0.0
         coarse_d = nq * L
         coarse_f = 2.0 * coarse_d * d
         coarse_b = L * d * 4.0  # centroids are fp32
@@ -419,7 +424,7 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
     elif index == "ivf_flat":
         dist = coarse_d + nq * cand
         flops = coarse_f + 2.0 * nq * cand * d
-        nbytes = coarse_b + nq * cand * d * e + queries + results
+        nbytes = coarse_b + nq * cand * d * e + dist_buffer + queries + results
         index_bytes = N * (d * e + _ID_BYTES) + L * d * 4.0
     elif index == "ivf_pq":
         if pq_m is None:
@@ -440,7 +445,7 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
         lut_flops = nq * (2.0 * d * ksub + P * m * ksub)
         flops = coarse_f + lut_flops + nq * cand * m * lut
         code = m * bits / 8.0
-        nbytes = coarse_b + nq * cand * code + queries + results
+        nbytes = coarse_b + nq * cand * code + dist_buffer + queries + results
         index_bytes = N * (code + _ID_BYTES) + L * d * 4.0 + d * ksub * 4.0
     else:  # hnsw
         M = _array("hnsw_m", hnsw_m, low=2, integer=True)

@@ -199,3 +199,16 @@ def test_encoder_required():
         rag.embed("llama-2-7b", GPU, 10)
     with pytest.raises(ValidationError, match=r"query_tokens \+ tokens = 600.*max_context = 512"):
         rag.rerank("bge-reranker-base", GPU, 10, 500, query_tokens=100)
+
+
+def test_validation_script_runs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "validation" / "vector_search.py"
+    spec = importlib.util.spec_from_file_location("vector_search_validation", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = mod.table()
+    assert "| SIFT1M Flat, k=1 | Titan X | 0.715 |" in text
+    assert "HNSW" in text
