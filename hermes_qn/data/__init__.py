@@ -1,0 +1,1 @@
+"""Shipped service-time coefficients (derived from traces by ``python -m hermes_qn.fit``)."""

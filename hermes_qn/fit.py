@@ -1,0 +1,588 @@
+"""Fit step-time models to measured traces; write the coefficients that ship with hermes-qn.
+
+Two kinds of fit, both on *step times* (one prefill of a batch of prompts, or
+one decode iteration of a batch), both judged on rows they did not see:
+
+1. **Calibrated roofline** (``source="calibrated"`` in :mod:`hermes_qn.service`).
+   One parameter set per phase (prefill, decode), shared by every model, device
+   and parallel layout::
+
+       gpu  = roofline(matmul_efficiency, memory_efficiency, link_latency)
+              + allreduce * n_allreduce
+       host = overhead_layer * layers + per_item * n
+       t    = overhead_step + (gpu**k + host**k) ** (1/k)     # k = overlap_power
+
+   where ``roofline`` is :func:`hermes_qn.roofline.prefill` or
+   :func:`~hermes_qn.roofline.decode_step` with the fitted efficiencies and the
+   fitted all-reduce latency (``2 (tp-1)`` latencies per ring all-reduce),
+   ``n_allreduce = 2 layers + 1`` when ``tp > 1`` (a fixed cost per collective,
+   whatever the ring size: NCCL's small-message protocols), and ``n`` is the
+   number of tokens in the step (prefill: ``batch * tokens``; decode:
+   ``batch``). ``host`` is the engine's CPU work (kernel launches per layer,
+   per-sequence scheduling and sampling), which overlaps the GPU's: ``k = 1``
+   adds the two, ``k -> inf`` takes the larger (decode fits k ~ 30: the step
+   is the larger of GPU time and a ~0.55 ms-per-layer launch floor, which is
+   why small-batch decode is 1.5-3x the pure roofline). The eight parameters are fitted by bounded least squares
+   on ``log(t)``. Unprofiled hardware gets this model through its catalog peaks
+   and bandwidths. Held-out error: leave one *whole configuration group* out (a
+   TP degree of one model, or a whole model), refit, predict the held-out rows.
+
+2. **Per-configuration regression** (``source="fitted"``). For each profiled
+   (model, device, tp, phase), a linear model in the roofline's work counts
+   (see :func:`_features`) by non-negative least squares with relative weights.
+   Held-out error: leave one measured point out.
+
+Traces read (never copied into the package; see ``traces_dir``):
+
+- SplitwiseSim ``splitwise-sim/data/perf_model.csv`` (Patel et al., "Splitwise",
+  ISCA 2024; MIT): measured ``prompt_time`` and ``token_time`` (ms) of
+  Llama-2-70B on DGX-A100 at TP 2, 4, 8 (repeats reduced to their median; one
+  inconsistent prefill row dropped, see ``_drop_inconsistent``).
+  BLOOM-176B rows are skipped (no catalog model; ALiBi is not in the model schema).
+- DistServe ``distserve/simdistserve/estimators/profile_data/profiler-a100-80g.vllm.json``
+  (Zhong et al., "DistServe", OSDI 2024; Apache-2.0): vLLM step-time formulas
+  fitted by the DistServe authors to their A100-80GB profiles of OPT-13B (TP 1,
+  2, 4) and OPT-66B (TP 2, 3, 4, 8). Those are fits, not raw measurements: we
+  evaluate them on a grid inside the profiled range (prompts 32..2048 tokens,
+  decode batch 1..64, context 64..1536) and treat the values as measurements.
+- A user CSV (:func:`load_csv`) in the schema ``model, device, tp, pp, phase,
+  tokens, batch, context, time_ms`` (``phase`` is ``prefill`` or ``decode``;
+  ``tokens`` is prompt tokens per sequence for prefill and is ignored for decode;
+  ``context`` is cached tokens per sequence; ``pp`` may be left out (1)).
+
+Regenerate the shipped files with::
+
+    python -m hermes_qn.fit --traces ../shared/traces
+
+which writes ``hermes_qn/data/service_coefficients.json`` (parameters, sources,
+train and held-out MAPE per group) and ``hermes_qn/data/service_summary.csv``
+(the reduced measurement table the tests check the shipped fit against).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares, nnls
+
+from . import roofline
+from .errors import ValidationError
+from .hardware import load_device
+from .models import Model
+from .models import load as load_model
+
+__all__ = [
+    "CALIBRATED_PARAMS",
+    "DATA_DIR",
+    "ENV_VAR",
+    "TRACE_MODELS",
+    "calibrate",
+    "fit_config",
+    "holdout_report",
+    "load_summary",
+    "load_csv",
+    "load_distserve",
+    "load_splitwise",
+    "load_traces",
+    "main",
+    "predict_calibrated",
+    "predict_config",
+    "summarize",
+    "traces_dir",
+    "validation_table",
+]
+
+#: Environment variable naming the traces folder.
+ENV_VAR = "HERMES_QN_TRACES"
+#: Where the shipped coefficients live.
+DATA_DIR = Path(__file__).resolve().parent / "data"
+COEFFICIENTS_FILE = "service_coefficients.json"
+SUMMARY_FILE = "service_summary.csv"
+
+#: Parameters of the calibrated roofline, in fit units, with bounds.
+CALIBRATED_PARAMS = ("matmul_efficiency", "memory_efficiency", "link_latency_us",
+                     "allreduce_us", "overhead_step_ms", "overhead_layer_us", "per_item_us",
+                     "overlap_power")
+_LOWER = np.array([0.05, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+_UPPER = np.array([1.0, 1.0, 200.0, 500.0, 100.0, 2000.0, 5000.0, 30.0])
+_X0 = np.array([0.6, 0.7, 10.0, 20.0, 5.0, 300.0, 10.0, 4.0])
+
+COLUMNS = ("source", "model", "device", "tp", "pp", "phase", "tokens", "batch", "context", "time_s")
+
+
+def _opt(name: str, hf: str, layers: int, hidden: int, heads: int, ffn: int) -> Model:
+    return Model(name=name, architecture="decoder", layers=layers, hidden_size=hidden,
+                 query_heads=heads, kv_heads=heads, head_dim=hidden // heads, ffn_size=ffn,
+                 gated_ffn=False, vocab_size=50272, tied_embeddings=True, max_context=2048,
+                 activation="relu", norm="layernorm", position_embedding="learned",
+                 learned_positions=2050, qkv_bias=True, linear_bias=True,
+                 display_name=name.upper(), hf_repo=hf,
+                 sources={"all": f"Hugging Face {hf} config.json: num_hidden_layers={layers}, "
+                          f"hidden_size={hidden}, num_attention_heads={heads}, ffn_dim={ffn}, "
+                          "vocab_size=50272, max_position_embeddings=2048 (+2 offset), "
+                          "activation_function=relu, enable_bias=true"})
+
+
+#: Models that appear in the traces but not in the catalog (``models/``); the
+#: catalog should gain them (see the report), until then they live here.
+TRACE_MODELS: dict[str, Model] = {
+    "opt-13b": _opt("opt-13b", "facebook/opt-13b", 40, 5120, 40, 20480),
+    "opt-66b": _opt("opt-66b", "facebook/opt-66b", 64, 9216, 72, 36864),
+}
+
+
+def get_model(name: str | Model) -> Model:
+    """A catalog model, or one of :data:`TRACE_MODELS`."""
+    if isinstance(name, Model):
+        return name
+    if name in TRACE_MODELS:
+        return TRACE_MODELS[name]
+    return load_model(name)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def traces_dir(path: str | os.PathLike | None = None) -> Path:
+    """The traces folder: ``path``, else ``$HERMES_QN_TRACES``, else ``../shared/traces``.
+
+    ``../shared/traces`` is tried relative to the current directory and to the
+    repository root (the folder holding ``hermes_qn/``).
+
+    Raises
+    ------
+    FileNotFoundError
+        None of them is a folder; the message lists what was tried.
+    """
+    tried = []
+    if path is not None:
+        tried.append(Path(path))
+    elif os.environ.get(ENV_VAR):
+        tried.append(Path(os.environ[ENV_VAR]))
+    else:
+        tried += [Path.cwd() / ".." / "shared" / "traces",
+                  Path(__file__).resolve().parent.parent.parent / "shared" / "traces"]
+    for p in tried:
+        if p.is_dir():
+            return p.resolve()
+    raise FileNotFoundError(f"traces folder: none of {[str(p) for p in tried]} exists; valid: pass "
+                            f"--traces PATH or set {ENV_VAR}")
+
+
+_SPLITWISE_MODELS = {"llama2-70b": "llama-2-70b"}
+_SPLITWISE_DEVICES = {"a100-80gb": "A100-80GB-SXM", "h100-80gb": "H100-SXM"}
+
+
+def load_splitwise(traces: str | os.PathLike | None = None) -> pd.DataFrame:
+    """SplitwiseSim ``perf_model.csv`` as step-time rows (median of repeats), seconds.
+
+    Prefill: ``tokens = prompt_size``, ``batch = batch_size``, ``context = 0``.
+    Decode: ``token_time`` is the mean iteration over the generation, so
+    ``context = prompt_size + token_size / 2`` (mean cached tokens per sequence).
+    """
+    f = traces_dir(traces) / "splitwise-sim" / "data" / "perf_model.csv"
+    raw = pd.read_csv(f)
+    raw = raw[raw["model"].isin(_SPLITWISE_MODELS) & raw["hardware"].isin(_SPLITWISE_DEVICES)]
+    g = raw.groupby(["model", "hardware", "tensor_parallel", "prompt_size", "batch_size",
+                     "token_size"], as_index=False)[["prompt_time", "token_time"]].median()
+    base = pd.DataFrame({"source": "splitwise", "model": g["model"].map(_SPLITWISE_MODELS),
+                         "device": g["hardware"].map(_SPLITWISE_DEVICES),
+                         "tp": g["tensor_parallel"].astype(int), "pp": 1,
+                         "batch": g["batch_size"].astype(float)})
+    pre = base.assign(phase="prefill", tokens=g["prompt_size"].astype(float), context=0.0,
+                      time_s=g["prompt_time"] / 1e3)
+    # prefill does not depend on the output length: keep one row per (prompt, batch)
+    pre = pre.groupby(["source", "model", "device", "tp", "pp", "phase", "tokens", "batch",
+                       "context"], as_index=False)["time_s"].median()
+    dec = base.assign(phase="decode", tokens=1.0,
+                      context=(g["prompt_size"] + g["token_size"] / 2).astype(float),
+                      time_s=g["token_time"] / 1e3)
+    pre = _drop_inconsistent(pre)
+    return pd.concat([pre, dec], ignore_index=True)[list(COLUMNS)]
+
+
+def _drop_inconsistent(pre: pd.DataFrame) -> pd.DataFrame:
+    """Drop prefill rows faster than half the next-smaller batch of the same sweep.
+
+    One Splitwise row fails this: Llama-2-70B TP2, batch 64 x 512 tokens, 0.79 s
+    against 6.6 s at batch 32 (8x faster for twice the work; most likely the
+    batch did not fit in memory at TP2 and was cut short).
+    """
+    keep = pd.Series(True, index=pre.index)
+    for _, g in pre.groupby(["model", "device", "tp", "tokens"]):
+        g = g.sort_values("batch")
+        t = g["time_s"].values
+        bad = np.r_[False, t[1:] < 0.5 * t[:-1]]
+        keep[g.index[bad]] = False
+    return pre[keep]
+
+
+def load_distserve(traces: str | os.PathLike | None = None, engine: str = "vllm") -> pd.DataFrame:
+    """DistServe's fitted A100 step-time formulas evaluated on a grid inside their range, seconds."""
+    f = (traces_dir(traces) / "distserve" / "simdistserve" / "estimators" / "profile_data"
+         / f"profiler-a100-80g.{engine}.json")
+    data = json.loads(f.read_text())
+    rows = []
+    for hf, per_tp in data.items():
+        name = hf.split("/")[-1]
+        if name not in TRACE_MODELS:
+            continue
+        for tp, c in per_tp.items():
+            a, b, q = c["prefill"]
+            for batch in (1, 2, 4):
+                for tokens in (32, 64, 128, 256, 512, 1024, 2048):
+                    if batch * tokens > 2048:
+                        continue
+                    s = batch * tokens
+                    ms = a + b * s + q * batch * tokens**2
+                    rows.append(("distserve", name, "A100-80GB-SXM", int(tp), 1, "prefill",
+                                 float(tokens), float(batch), 0.0, ms / 1e3))
+            thr = c["decoding_large_small_bs_threshold"]
+            for batch in (1, 2, 4, 8, 16, 32, 64):
+                for ctx in (64, 256, 512, 1024, 1536):
+                    a, b, q = c["decoding_smallbs"] if batch < thr else c["decoding_largebs"]
+                    ms = a + b * batch * ctx + q * batch
+                    rows.append(("distserve", name, "A100-80GB-SXM", int(tp), 1, "decode",
+                                 1.0, float(batch), float(ctx), ms / 1e3))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def load_csv(path: str | os.PathLike, source: str = "user") -> pd.DataFrame:
+    """A user trace: columns ``model, device, tp, [pp,] phase, tokens, batch, context, time_ms``.
+
+    Raises
+    ------
+    ValidationError
+        A missing column, an unknown phase, or a non-positive time.
+    """
+    df = pd.read_csv(path)
+    need = {"model", "device", "tp", "phase", "tokens", "batch", "context", "time_ms"}
+    if not need <= set(df.columns):
+        raise ValidationError(f"{path}: missing columns {sorted(need - set(df.columns))}; valid: "
+                              f"{sorted(need | {'pp'})}")
+    bad = ~df["phase"].isin(["prefill", "decode"])
+    if bad.any():
+        raise ValidationError(f"{path}: phase {df['phase'][bad].iloc[0]!r}; valid: 'prefill' or "
+                              "'decode'")
+    if (df["time_ms"] <= 0).any():
+        raise ValidationError(f"{path}: time_ms must be > 0")
+    out = df.assign(source=source, pp=df["pp"] if "pp" in df else 1, time_s=df["time_ms"] / 1e3)
+    return out[list(COLUMNS)].astype({"tp": int, "pp": int, "tokens": float, "batch": float,
+                                      "context": float})
+
+
+def load_traces(traces: str | os.PathLike | None = None,
+                extra: Iterable[str | os.PathLike] = ()) -> pd.DataFrame:
+    """All trace rows: Splitwise, DistServe (vLLM) and any user CSVs, with a ``group`` column."""
+    df = pd.concat([load_splitwise(traces), load_distserve(traces)]
+                   + [load_csv(p) for p in extra], ignore_index=True)
+    df["config"] = df["model"] + "/" + df["device"] + "/tp" + df["tp"].astype(str) + "/pp" \
+        + df["pp"].astype(str)
+    return df
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _roof(model: Model, device: Any, tp: int, pp: int, phase: str, tokens, batch, context,
+          *, matmul_efficiency: float, memory_efficiency: float, link_latency: float) -> np.ndarray:
+    kw = dict(tp=tp, pp=pp, matmul_efficiency=matmul_efficiency,
+              memory_efficiency=memory_efficiency, link_latency=link_latency)
+    if phase == "prefill":
+        return roofline.prefill(model, device, tokens, batch=batch, context=context, **kw).total
+    return roofline.decode_step(model, device, batch, context, **kw).total
+
+
+def _items(phase: str, tokens, batch) -> np.ndarray:
+    tokens, batch = np.asarray(tokens, float), np.asarray(batch, float)
+    return batch * tokens if phase == "prefill" else batch
+
+
+def predict_calibrated(params: dict[str, float], model: Model, device: Any, tp: int, pp: int,
+                       phase: str, tokens, batch, context, *, fixed: bool = True) -> np.ndarray:
+    """Calibrated roofline step time (seconds); ``fixed=False`` leaves out the fixed terms."""
+    roof = _roof(model, device, tp, pp, phase, tokens, batch, context,
+                 matmul_efficiency=params["matmul_efficiency"],
+                 memory_efficiency=params["memory_efficiency"],
+                 link_latency=params["link_latency_us"] * 1e-6)
+    if not fixed:
+        return roof
+    allreduces = (2 * model.layers + 1) if tp > 1 else 0
+    gpu = roof + params["allreduce_us"] * 1e-6 * allreduces
+    host = (params["overhead_layer_us"] * 1e-6 * model.layers
+            + params["per_item_us"] * 1e-6 * _items(phase, tokens, batch))
+    k = params["overlap_power"]
+    big = np.maximum(gpu, host)
+    both = big * ((gpu / big) ** k + (host / big) ** k) ** (1 / k)
+    return params["overhead_step_ms"] * 1e-3 + both
+
+
+def _roomy(model: Model, df: pd.DataFrame) -> Model:
+    need = int((df["context"] + df["tokens"]).max()) + 1
+    if need <= model.max_context:
+        return model
+    extra = {"learned_positions": need} if model.position_embedding == "learned" else {}
+    return replace(model, max_context=need, **extra)
+
+
+def _groups(df: pd.DataFrame):
+    for (cfg, phase), g in df.groupby(["config", "phase"], sort=True):
+        r = g.iloc[0]
+        yield cfg, phase, _roomy(get_model(r["model"]), g), load_device(r["device"]), \
+            int(r["tp"]), int(r["pp"]), g
+
+
+def _vector(x) -> dict[str, float]:
+    return dict(zip(CALIBRATED_PARAMS, map(float, x)))
+
+
+def _predict_df(params: dict[str, float], df: pd.DataFrame) -> pd.Series:
+    out = pd.Series(np.nan, index=df.index)
+    for _, phase, m, d, tp, pp, g in _groups(df):
+        out[g.index] = predict_calibrated(params, m, d, tp, pp, phase, g["tokens"].values,
+                                          g["batch"].values, g["context"].values)
+    return out
+
+
+def calibrate(df: pd.DataFrame, phase: str, *, max_nfev: int = 200) -> dict[str, float]:
+    """Least-squares calibration of the six roofline parameters on ``log`` step time."""
+    df = df[df["phase"] == phase]
+    if df.empty:
+        raise ValidationError(f"calibrate: no {phase!r} rows; valid: a table with phase == {phase!r}")
+    groups = list(_groups(df))
+    # weight each configuration equally, whatever its number of rows
+    weights = np.concatenate([np.full(len(g), 1 / np.sqrt(len(g))) for *_, g in groups])
+    meas = np.log(np.concatenate([g["time_s"].values for *_, g in groups]))
+
+    def resid(x):
+        p = _vector(x)
+        pred = np.concatenate([predict_calibrated(p, m, d, tp, pp, ph, g["tokens"].values,
+                                                  g["batch"].values, g["context"].values)
+                               for _, ph, m, d, tp, pp, g in groups])
+        return weights * (np.log(pred) - meas)
+
+    sol = least_squares(resid, _X0, bounds=(_LOWER, _UPPER), x_scale=_UPPER - _LOWER,
+                        max_nfev=max_nfev)
+    return _vector(sol.x)
+
+
+def _features(phase: str, tokens, batch, context) -> np.ndarray:
+    """Regressors of the per-configuration fit (each a roofline quantity of the step).
+
+    Prefill: ``1, batch, batch * tokens`` (linear layers), ``batch * pairs``
+    (attention, ``pairs = tokens * context + tokens * (tokens + 1) / 2``).
+    Decode: ``1`` (weights read once), ``batch``, ``batch * (context + 1)`` (KV read).
+    """
+    T, b, C = (np.asarray(x, float) for x in (tokens, batch, context))
+    T, b, C = np.broadcast_arrays(T, b, C)
+    one = np.ones_like(b)
+    if phase == "prefill":
+        return np.stack([one, b, b * T, b * (T * C + T * (T + 1) / 2)], axis=-1)
+    return np.stack([one, b, b * (C + 1)], axis=-1)
+
+
+FITTED_TERMS = {"prefill": ("fixed_s", "per_sequence_s", "per_token_s", "per_attended_pair_s"),
+                "decode": ("fixed_s", "per_sequence_s", "per_cached_token_s")}
+
+
+def fit_config(phase: str, g: pd.DataFrame) -> dict[str, float]:
+    """Per-configuration linear regression on :func:`_features` (NNLS, relative weights).
+
+    Non-negative coefficients keep the time non-decreasing in tokens, batch and context.
+    """
+    t = g["time_s"].values
+    A = _features(phase, g["tokens"].values, g["batch"].values, g["context"].values) / t[:, None]
+    coef, _ = nnls(A, np.ones_like(t))
+    return dict(zip(FITTED_TERMS[phase], map(float, coef)))
+
+
+def predict_config(coef: dict[str, float], phase: str, tokens, batch, context) -> np.ndarray:
+    """Step time (s) of the per-configuration regression."""
+    X = _features(phase, tokens, batch, context)
+    return X @ np.array([coef[k] for k in FITTED_TERMS[phase]])
+
+
+def _mape(pred, meas) -> float:
+    pred, meas = np.asarray(pred, float), np.asarray(meas, float)
+    return float(100 * np.mean(np.abs(pred / meas - 1)))
+
+
+def holdout_groups(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """Whole-configuration holdouts: each TP degree of a model with several, and each model."""
+    out = {}
+    for model, g in df.groupby("model"):
+        for tp in sorted(g["tp"].unique()) if g["tp"].nunique() > 1 else []:
+            out[f"{model} tp{tp}"] = (df["model"] == model) & (df["tp"] == tp)
+        out[f"model {model}"] = df["model"] == model
+    for dev in df["device"].unique() if df["device"].nunique() > 1 else []:
+        out[f"device {dev}"] = df["device"] == dev
+    return out
+
+
+def holdout_report(df: pd.DataFrame, phase: str, *, max_nfev: int = 100) -> list[dict[str, Any]]:
+    """Refit without each holdout group; train and held-out MAPE (%) per group."""
+    d = df[df["phase"] == phase]
+    rows = []
+    for name, mask in holdout_groups(d).items():
+        train, test = d[~mask], d[mask]
+        if train.empty or test.empty:
+            continue
+        p = calibrate(train, phase, max_nfev=max_nfev)
+        rows.append({"phase": phase, "held_out": name, "n_test": int(len(test)),
+                     "train_mape_pct": round(_mape(_predict_df(p, train), train["time_s"]), 2),
+                     "held_out_mape_pct": round(_mape(_predict_df(p, test), test["time_s"]), 2),
+                     "held_out_max_ape_pct": round(float(100 * np.max(np.abs(
+                         _predict_df(p, test) / test["time_s"] - 1))), 2)})
+    return rows
+
+
+def _loo(phase, g) -> tuple[float, float]:
+    coef = fit_config(phase, g)
+    train = _mape(predict_config(coef, phase, g["tokens"].values, g["batch"].values,
+                                 g["context"].values), g["time_s"])
+    errs = []
+    for i in range(len(g)):
+        tr, te = g.drop(g.index[i]), g.iloc[[i]]
+        c = fit_config(phase, tr)
+        errs.append(_mape(predict_config(c, phase, te["tokens"].values, te["batch"].values,
+                                         te["context"].values), te["time_s"]))
+    return train, float(np.mean(errs))
+
+
+def fit_all(df: pd.DataFrame, *, holdouts: bool = True) -> dict[str, Any]:
+    """Everything that ships: calibrated parameters, per-config fits, held-out errors."""
+    out: dict[str, Any] = {
+        "description": "hermes-qn service-time coefficients; regenerate with "
+                       "`python -m hermes_qn.fit --traces ../shared/traces`",
+        "sources": {
+            "splitwise": "SplitwiseSim data/perf_model.csv (github.com/Mutinifni/splitwise-sim, "
+                         "MIT): measured Llama-2-70B prefill and decode step times on DGX-A100, "
+                         "TP 2/4/8, median of 5 repeats",
+            "distserve": "DistServe simdistserve/estimators/profile_data/profiler-a100-80g.vllm.json "
+                         "(github.com/LLMServe/DistServe, Apache-2.0): vLLM step-time formulas "
+                         "fitted to A100-80GB profiles of OPT-13B (TP 1/2/4) and OPT-66B "
+                         "(TP 2/3/4/8), evaluated on a grid inside the profiled range",
+        },
+        "model_form": {
+            "calibrated": "t = overhead_step + (gpu**k + host**k)**(1/k); gpu = roofline("
+                          "matmul_efficiency, memory_efficiency, link_latency) + allreduce * "
+                          "(2 layers + 1 if tp > 1); host = overhead_layer * layers + per_item * n; "
+                          "k = overlap_power; n = batch*tokens (prefill) or batch (decode)",
+            "fitted": "prefill: t = fixed + per_sequence*batch + per_token*batch*tokens + "
+                      "per_attended_pair*batch*(tokens*context + tokens*(tokens+1)/2); decode: "
+                      "t = fixed + per_sequence*batch + per_cached_token*batch*(context+1); "
+                      "non-negative least squares on relative error",
+        },
+        "calibrated": {}, "fitted": {}, "holdout": [], "fitted_loo": [],
+    }
+    for phase in ("prefill", "decode"):
+        p = calibrate(df, phase)
+        d = df[df["phase"] == phase]
+        out["calibrated"][phase] = {k: round(v, 6) for k, v in p.items()} | {
+            "train_mape_pct": round(_mape(_predict_df(p, d), d["time_s"]), 2)}
+        if holdouts:
+            out["holdout"] += holdout_report(df, phase)
+        for cfg, ph, m, dev, tp, pp, g in _groups(d):
+            coef = fit_config(ph, g)
+            train, loo = _loo(ph, g)
+            lo = {"tokens": float(g["tokens"].min()), "batch": float(g["batch"].min()),
+                  "context": float(g["context"].min())}
+            hi = {"tokens": float(g["tokens"].max()), "batch": float(g["batch"].max()),
+                  "context": float(g["context"].max())}
+            out["fitted"].setdefault(cfg, {})[ph] = {k: float(f"{v:.6g}") for k, v in coef.items()} \
+                | {"range_min": lo, "range_max": hi, "source": g["source"].iloc[0]}
+            out["fitted_loo"].append({"config": cfg, "phase": ph, "n": int(len(g)),
+                                      "train_mape_pct": round(train, 2),
+                                      "loo_mape_pct": round(loo, 2)})
+    return out
+
+
+def load_summary(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The shipped reduced measurement table (``hermes_qn/data/service_summary.csv``)."""
+    df = pd.read_csv(path or DATA_DIR / SUMMARY_FILE)
+    df["config"] = df["model"] + "/" + df["device"] + "/tp" + df["tp"].astype(str) + "/pp" \
+        + df["pp"].astype(str)
+    return df
+
+
+def validation_table(df: pd.DataFrame, source: str, *, held_out: bool = False) -> pd.DataFrame:
+    """Predicted vs measured step time per row, with the error in percent.
+
+    ``source`` is ``"roofline"``, ``"calibrated"`` or ``"fitted"`` (shipped
+    coefficients). With ``held_out=True`` (calibrated only) a column
+    ``held_out_s`` adds the prediction of a calibration refitted without the
+    row's whole configuration (its model and TP degree).
+    """
+    from . import service  # late: service imports this module
+
+    out = df.drop(columns=["config"]).copy()
+    pred = pd.Series(np.nan, index=df.index)
+    for cfg, phase, m, d, tp, pp, g in _groups(df):
+        kw = dict(tp=tp, pp=pp, source=source)
+        if phase == "prefill":
+            pred[g.index] = service.prefill_time(m, d, prompt_tokens=g["tokens"].values,
+                                                 batch=g["batch"].values,
+                                                 context_tokens=g["context"].values, **kw)
+        else:
+            pred[g.index] = service.decode_step_time(m, d, batch=g["batch"].values,
+                                                     context_tokens=g["context"].values, **kw)
+    out["predicted_s"] = pred.map(lambda v: float(f"{v:.6g}"))
+    out["error_pct"] = (100 * (pred / df["time_s"] - 1)).round(2)
+    if held_out:
+        ho = pd.Series(np.nan, index=df.index)
+        for (cfg, phase), g in df.groupby(["config", "phase"]):
+            train = df[(df["phase"] == phase) & (df["config"] != cfg)]
+            p = calibrate(train, phase, max_nfev=100)
+            ho[g.index] = _predict_df(p, g)
+        out["held_out_s"] = ho.map(lambda v: float(f"{v:.6g}"))
+        out["held_out_error_pct"] = (100 * (ho / df["time_s"] - 1)).round(2)
+    return out
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """MAPE (%) per configuration and phase of a :func:`validation_table`."""
+    t = table.assign(config=table["model"] + "/" + table["device"] + "/tp" + table["tp"].astype(str))
+    cols = {"n": ("error_pct", "size"),
+            "mape_pct": ("error_pct", lambda e: round(float(np.mean(np.abs(e))), 2)),
+            "max_ape_pct": ("error_pct", lambda e: round(float(np.max(np.abs(e))), 2))}
+    if "held_out_error_pct" in t:
+        cols["held_out_mape_pct"] = ("held_out_error_pct",
+                                     lambda e: round(float(np.mean(np.abs(e))), 2))
+    return t.groupby(["source", "config", "phase"]).agg(**cols).reset_index()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hermes_qn.fit", description=__doc__.split("\n")[0])
+    ap.add_argument("--traces", default=None, help=f"traces folder (default ${ENV_VAR} or "
+                    "../shared/traces)")
+    ap.add_argument("--csv", action="append", default=[], help="extra user CSV (schema in the "
+                    "module docstring); repeatable")
+    ap.add_argument("--out", default=str(DATA_DIR), help="output folder (default the package's)")
+    ap.add_argument("--no-holdouts", action="store_true", help="skip the held-out refits")
+    a = ap.parse_args(argv)
+    df = load_traces(a.traces, a.csv)
+    res = fit_all(df, holdouts=not a.no_holdouts)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / COEFFICIENTS_FILE).write_text(json.dumps(res, indent=1) + "\n")
+    summary = df[["source", "model", "device", "tp", "pp", "phase", "tokens", "batch", "context",
+                  "time_s"]].copy()
+    summary["time_s"] = summary["time_s"].map(lambda v: float(f"{v:.6g}"))
+    summary.to_csv(out / SUMMARY_FILE, index=False)
+    for ph, p in res["calibrated"].items():
+        print(ph, p)
+    for r in res["holdout"]:
+        print(r)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
