@@ -272,6 +272,23 @@ def _as_dataarray(value: ArrayLike, default_dim: str) -> xr.DataArray:
                           f"array, or an xarray.DataArray with named dimensions")
 
 
+def _broadcast_sweeps(raw: list[tuple[ArrayLike, str]]
+                      ) -> tuple[tuple[str, ...], dict[str, np.ndarray], list[np.ndarray]]:
+    """Broadcast parameters (value, default dimension name) over their sweep dimensions."""
+    named = [_as_dataarray(value, dim) for value, dim in raw]
+    try:
+        aligned = xr.align(*named, join="exact")
+    except ValueError as exc:
+        raise ValidationError(f"Network: two parameters share a sweep dimension name but not its "
+                              f"coordinates ({exc}); valid: equal coordinates, or distinct "
+                              f"dimension names") from None
+    broadcast = xr.broadcast(*aligned)
+    dims = tuple(broadcast[0].dims)
+    coords = {d: np.asarray(broadcast[0][d].values) if d in broadcast[0].coords
+              else np.arange(broadcast[0].sizes[d]) for d in dims}
+    return dims, coords, [b.transpose(*dims).values for b in broadcast]
+
+
 @dataclass(frozen=True, eq=False)
 class Network:
     """A multi-class queueing network described by service demands.
@@ -360,29 +377,21 @@ class Network:
         """Validate the sweep axes and return the parameters as broadcast numpy arrays."""
         station_names = tuple(self.stations)
         class_names = tuple(self.classes)
-        named: list[xr.DataArray] = []
+        raw: list[tuple[ArrayLike, str]] = []
         for c, spec in self.classes.items():
             if isinstance(spec, Open):
-                named += [_as_dataarray(spec.arrival_rate, f"{c}_arrival_rate"),
-                          xr.DataArray(0.0), xr.DataArray(0.0)]
+                raw += [(spec.arrival_rate, f"{c}_arrival_rate"), (0.0, ""), (0.0, "")]
             else:
-                named += [xr.DataArray(0.0), _as_dataarray(spec.population, f"{c}_population"),
-                          _as_dataarray(spec.think_time, f"{c}_think_time")]
+                raw += [(0.0, ""), (spec.population, f"{c}_population"),
+                        (spec.think_time, f"{c}_think_time")]
         for c in class_names:
             for s in station_names:
-                value = self.demands[c].get(s, 0.0)
-                named.append(_as_dataarray(value, f"{c}_{s}_demand"))
-        try:
-            aligned = xr.align(*named, join="exact")
-        except ValueError as exc:
-            raise ValidationError(f"Network: two parameters share a sweep dimension name but not its "
-                                  f"coordinates ({exc}); valid: equal coordinates, or distinct "
-                                  f"dimension names") from None
-        broadcast = xr.broadcast(*aligned)
-        dims = tuple(broadcast[0].dims)
-        coords = {d: np.asarray(broadcast[0][d].values) if d in broadcast[0].coords
-                  else np.arange(broadcast[0].sizes[d]) for d in dims}
-        values = [b.transpose(*dims).values for b in broadcast]
+                raw.append((self.demands[c].get(s, 0.0), f"{c}_{s}_demand"))
+        if all(not isinstance(v, xr.DataArray) and np.ndim(v) == 0 for v, _ in raw):
+            dims, coords = (), {}
+            values = [np.asarray(v, dtype=float) for v, _ in raw]  # fast path: nothing swept
+        else:
+            dims, coords, values = _broadcast_sweeps(raw)
         K, M = len(class_names), len(station_names)
         per_class = np.stack(values[: 3 * K], axis=-1).reshape(*values[0].shape, K, 3)
         demand = np.stack(values[3 * K:], axis=-1).reshape(*values[0].shape, K, M)
