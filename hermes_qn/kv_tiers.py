@@ -51,6 +51,7 @@ from .models import Model
 __all__ = [
     "Crossover",
     "crossover",
+    "crossover_tokens",
     "expected_fetch_time",
     "fetch_time",
     "kv_bytes",
@@ -328,3 +329,31 @@ def crossover(model: Model | str, device: Any, tier: MemoryTier | Link | None = 
     _, f = diff(root)
     below = float(xs[:j][win[:j]].max()) if win[:j].any() else 0.0
     return Crossover(float(root), float(f), "crossover", below)
+
+
+def crossover_tokens(model: Model | str, device: Any, tier: MemoryTier | Link | None = None, *,
+                     bandwidth: Any = None, latency: Any = None, **kwargs: Any) -> Any:
+    """:func:`crossover` over arrays of tier ``bandwidth`` (B/s) and ``latency`` (s).
+
+    ``bandwidth`` and ``latency`` broadcast like numpy (None: the tier's); the
+    result has their broadcast shape and holds :attr:`Crossover.tokens`: the
+    crossover length, ``1.0`` where fetching always wins and ``inf`` where
+    recomputing always wins. Other keywords go to :func:`crossover`.
+
+    Examples
+    --------
+    >>> from hermes_qn import hardware, kv_tiers
+    >>> t = kv_tiers.crossover_tokens("llama-3.1-8b", hardware.load_device("H100-SXM"),
+    ...                               bandwidth=[1e9, 3e9, 100e9], latency=1e-4)
+    >>> [float(t[0]), round(float(t[1]), -3), float(t[2])]
+    [inf, 57000.0, 1.0]
+    """
+    bw = np.asarray(np.nan if bandwidth is None else bandwidth, dtype=float)
+    lat = np.asarray(np.nan if latency is None else latency, dtype=float)
+    bw, lat = np.broadcast_arrays(bw, lat)
+    out = np.empty(bw.shape)
+    for idx in np.ndindex(bw.shape):
+        b = None if np.isnan(bw[idx]) else float(bw[idx])
+        la = None if np.isnan(lat[idx]) else float(lat[idx])
+        out[idx] = crossover(model, device, tier, bandwidth=b, latency=la, **kwargs).tokens
+    return float(out) if out.ndim == 0 else out

@@ -93,9 +93,11 @@ from .errors import ValidationError
 from .models import Model
 
 __all__ = [
+    "CPU_CORES",
     "INDEXES",
     "SearchCost",
     "embed",
+    "hnsw_levels",
     "rerank",
     "search",
 ]
@@ -190,9 +192,9 @@ def rerank(model: Model | str, device: Any, documents: Any, tokens: Any, *,
            query_tokens: Any = 0, **options: Any) -> _roofline.StepTime:
     """Time for a cross-encoder to score ``documents`` (query, document) pairs, in seconds.
 
-    Each pair is one sequence of ``query_tokens + tokens`` tokens (capped by
-    nothing: exceeding ``max_context`` raises); the ``documents`` pairs run as
-    one batch: :func:`hermes_qn.roofline.prefill` with ``batch=documents``.
+    Each pair is one sequence of ``query_tokens + tokens`` tokens (no
+    truncation: a pair longer than ``max_context`` raises); the ``documents``
+    pairs run as one batch: :func:`hermes_qn.roofline.prefill` with ``batch=documents``.
 
     Parameters
     ----------

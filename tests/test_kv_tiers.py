@@ -93,6 +93,15 @@ def test_crossover_falls_with_bandwidth():
     assert b < a
 
 
+def test_crossover_tokens_vectorised():
+    bws = np.array([2e9, 3e9, 400e9])
+    t = kv_tiers.crossover_tokens(L8, H100, bandwidth=bws[:, None], latency=[1e-4, 1e-3])
+    assert t.shape == (3, 2)
+    assert t[0, 0] == pytest.approx(kv_tiers.crossover(L8, H100, bandwidth=2e9, latency=1e-4).tokens)
+    assert t[2, 0] == 1.0
+    assert np.all(np.diff(t[:, 0]) < 0)  # faster tier, shorter crossover
+
+
 def test_crossover_edge_cases():
     x = kv_tiers.crossover(L8, H100, bandwidth=400e9, latency=1e-6)
     assert x.status == "fetch_always" and x.tokens == 1.0
