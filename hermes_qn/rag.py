@@ -336,8 +336,8 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
         ``1 <= nprobe <= nlist``.
     pq_m, pq_bits : float or array_like
         Sub-quantizers (bytes of code = ``pq_m * pq_bits / 8``) and bits per
-        sub-code (``ivf_pq``; ``pq_m`` required there, must divide nothing --
-        FAISS needs ``d % m == 0``, checked).
+        sub-code (``ivf_pq``; ``pq_m`` required there and must divide ``dim``,
+        as FAISS requires).
     hnsw_m, ef_search : float or array_like
         HNSW links per node on upper layers (``2*M`` on the bottom one) and
         search beam width (``hnsw``).
