@@ -8,7 +8,7 @@ about queues.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import distributions, hardware, models, symbolic
+from . import distributions, energy, hardware, kv_tiers, models, rag, symbolic
 from .distributions import (
     Deterministic,
     Empirical,
@@ -47,8 +47,11 @@ __all__ = [
     "solve",
     # modules
     "distributions",
+    "energy",
     "hardware",
+    "kv_tiers",
     "models",
+    "rag",
     "symbolic",
     # classes
     "Closed",
