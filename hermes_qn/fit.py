@@ -45,6 +45,14 @@ Traces read (never copied into the package; see ``traces_dir``):
   2, 4) and OPT-66B (TP 2, 3, 4, 8). Those are fits, not raw measurements: we
   evaluate them on a grid inside the profiled range (prompts 32..2048 tokens,
   decode batch 1..64, context 64..1536) and treat the values as measurements.
+- Vidur ``vidur/data/profiling/compute/{a100,h100}/meta-llama/*/mlp.csv``
+  (Agrawal et al., "Vidur", MLSys 2024; MIT): per-layer GEMM kernel times of
+  Llama-2-7B (A100, H100) and Llama-3-8B (A100), TP 1-8, 1..32768 tokens.
+  These carry no engine overhead, so they calibrate only the GPU side
+  (:func:`calibrate_kernels`: matmul and memory efficiency plus a per-kernel
+  launch cost, per device) and give the one *whole-GPU* holdout we have
+  (fit on A100, predict H100, and back). Reported in the coefficient file under
+  ``kernels``; not (yet) folded into the calibrated step model.
 - A user CSV (:func:`load_csv`) in the schema ``model, device, tp, pp, phase,
   tokens, batch, context, time_ms`` (``phase`` is ``prefill`` or ``decode``;
   ``tokens`` is prompt tokens per sequence for prefill and is ignored for decode;
@@ -56,7 +64,8 @@ Regenerate the shipped files with::
 
 which writes ``hermes_qn/data/service_coefficients.json`` (parameters, sources,
 train and held-out MAPE per group) and ``hermes_qn/data/service_summary.csv``
-(the reduced measurement table the tests check the shipped fit against).
+(the reduced measurement table the tests check the shipped fit against) and
+``hermes_qn/data/service_kernel_summary.csv`` (Vidur GEMM times at powers of two).
 """
 
 from __future__ import annotations
@@ -85,6 +94,10 @@ __all__ = [
     "ENV_VAR",
     "TRACE_MODELS",
     "calibrate",
+    "calibrate_kernels",
+    "fit_kernels",
+    "load_vidur",
+    "predict_kernels",
     "fit_config",
     "holdout_report",
     "load_summary",
@@ -505,6 +518,110 @@ def fit_all(df: pd.DataFrame, *, holdouts: bool = True) -> dict[str, Any]:
     return out
 
 
+# --------------------------------------------------------------------------- Vidur kernels
+
+#: Vidur model folders and the catalog model with the same layer shapes
+#: (Meta-Llama-3-8B and Llama-3.1-8B share every dimension that a layer's GEMMs see).
+_VIDUR_MODELS = {"meta-llama/Llama-2-7b-hf": "llama-2-7b", "meta-llama/Meta-Llama-3-8B": "llama-3.1-8b"}
+_VIDUR_DEVICES = {"a100": "A100-80GB-SXM", "h100": "H100-SXM"}
+_VIDUR_GEMMS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
+_KERNEL_OPS = ("qkv_proj", "o_proj", "ffn")
+KERNEL_PARAMS = ("matmul_efficiency", "memory_efficiency", "launch_us")
+KERNEL_SUMMARY_FILE = "service_kernel_summary.csv"
+
+
+def load_vidur(traces: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Vidur ``mlp.csv`` profiles: the four GEMMs of one layer on one GPU (median), seconds.
+
+    Columns ``model, device, tp, tokens, gemm_time_s`` (QKV, output, gate+up and
+    down projections summed, per layer, per tensor-parallel rank), reduced to
+    the median over duplicate rows. Measured with PyTorch by the Vidur authors
+    (Agrawal et al., "Vidur", MLSys 2024; github.com/microsoft/vidur, MIT).
+    """
+    root = traces_dir(traces) / "vidur" / "data" / "profiling" / "compute"
+    parts = []
+    for gpu, device in _VIDUR_DEVICES.items():
+        for folder, model in _VIDUR_MODELS.items():
+            f = root / gpu / folder / "mlp.csv"
+            if not f.is_file():
+                continue
+            raw = pd.read_csv(f)
+            t = sum(raw[f"time_stats.{k}.median"] for k in _VIDUR_GEMMS) / 1e3
+            d = pd.DataFrame({"model": model, "device": device,
+                              "tp": raw["num_tensor_parallel_workers"].astype(int),
+                              "tokens": raw["num_tokens"].astype(float), "gemm_time_s": t})
+            parts.append(d.groupby(["model", "device", "tp", "tokens"], as_index=False).median())
+    if not parts:
+        raise FileNotFoundError(f"no Vidur mlp.csv under {root}")
+    return pd.concat(parts, ignore_index=True)
+
+
+def _kernel_terms(df: pd.DataFrame) -> list[tuple[pd.Index, np.ndarray, np.ndarray, float]]:
+    """Per group: roofline compute and memory seconds per GEMM operator (efficiency 1), per layer."""
+    out = []
+    for (model, device, tp), g in df.groupby(["model", "device", "tp"]):
+        m = get_model(model)
+        b = roofline.prefill(m, device, g["tokens"].values, tp=int(tp), matmul_efficiency=1.0,
+                             memory_efficiency=1.0).breakdown.sel(operator=list(_KERNEL_OPS))
+        ct = b["compute_time"].transpose(..., "operator").values / m.layers
+        mt = b["memory_time"].transpose(..., "operator").values / m.layers
+        out.append((g.index, ct, mt, float(len(_VIDUR_GEMMS))))
+    return out
+
+
+def _kernel_predict(p: dict[str, float], terms) -> dict[Any, np.ndarray]:
+    res = {}
+    for idx, ct, mt, kernels in terms:
+        t = np.maximum(ct / p["matmul_efficiency"], mt / p["memory_efficiency"]).sum(axis=-1)
+        res[idx[0]] = (idx, t + kernels * p["launch_us"] * 1e-6)
+    return res
+
+
+def calibrate_kernels(df: pd.DataFrame) -> dict[str, float]:
+    """Matmul and memory efficiency and per-kernel launch cost fitted to Vidur GEMM times."""
+    terms = _kernel_terms(df)
+    meas = np.log(np.concatenate([df.loc[idx, "gemm_time_s"].values for idx, *_ in terms]))
+
+    def resid(x):
+        p = dict(zip(KERNEL_PARAMS, x))
+        pr = _kernel_predict(p, terms)
+        return np.log(np.concatenate([pr[idx[0]][1] for idx, *_ in terms])) - meas
+
+    sol = least_squares(resid, [0.6, 0.7, 5.0], bounds=([0.05, 0.05, 0.0], [1.0, 1.0, 100.0]),
+                        x_scale=[1.0, 1.0, 100.0])
+    return {k: round(float(v), 6) for k, v in zip(KERNEL_PARAMS, sol.x)}
+
+
+def predict_kernels(p: dict[str, float], df: pd.DataFrame) -> pd.Series:
+    """Predicted per-layer GEMM time (s) of each row of a :func:`load_vidur` table."""
+    out = pd.Series(np.nan, index=df.index)
+    for idx, t in _kernel_predict(p, _kernel_terms(df)).values():
+        out[idx] = t
+    return out
+
+
+def fit_kernels(df: pd.DataFrame) -> dict[str, Any]:
+    """Per-device kernel calibration and held-out errors (a whole GPU; a whole model)."""
+    res: dict[str, Any] = {"by_device": {}, "holdout": []}
+    for dev, g in df.groupby("device"):
+        p = calibrate_kernels(g)
+        res["by_device"][dev] = p | {"train_mape_pct": round(_mape(predict_kernels(p, g),
+                                                                   g["gemm_time_s"]), 2)}
+    groups = {f"device {d}": df["device"] == d for d in df["device"].unique()}
+    groups |= {f"model {m}": df["model"] == m for m in df["model"].unique()}
+    for name, mask in groups.items():
+        if mask.all() or not mask.any():
+            continue
+        p = calibrate_kernels(df[~mask])
+        test = df[mask]
+        res["holdout"].append({"held_out": name, "n_test": int(mask.sum()),
+                               "train_mape_pct": round(_mape(predict_kernels(p, df[~mask]),
+                                                             df[~mask]["gemm_time_s"]), 2),
+                               "held_out_mape_pct": round(_mape(predict_kernels(p, test),
+                                                                test["gemm_time_s"]), 2)})
+    return res
+
+
 def load_summary(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """The shipped reduced measurement table (``hermes_qn/data/service_summary.csv``)."""
     df = pd.read_csv(path or DATA_DIR / SUMMARY_FILE)
@@ -570,6 +687,16 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     df = load_traces(a.traces, a.csv)
     res = fit_all(df, holdouts=not a.no_holdouts)
+    try:
+        vidur = load_vidur(a.traces)
+    except FileNotFoundError:
+        vidur = None
+    if vidur is not None:
+        res["sources"]["vidur"] = ("Vidur data/profiling/compute/{a100,h100}/meta-llama/*/mlp.csv "
+                                   "(github.com/microsoft/vidur, MIT): per-layer GEMM kernel times "
+                                   "(median) of Llama-2-7B (A100, H100) and Llama-3-8B (A100), TP "
+                                   "1-8; fits GPU efficiencies only (no engine overheads)")
+        res["kernels"] = fit_kernels(vidur)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / COEFFICIENTS_FILE).write_text(json.dumps(res, indent=1) + "\n")
@@ -577,6 +704,13 @@ def main(argv: list[str] | None = None) -> int:
                   "time_s"]].copy()
     summary["time_s"] = summary["time_s"].map(lambda v: float(f"{v:.6g}"))
     summary.to_csv(out / SUMMARY_FILE, index=False)
+    if vidur is not None:
+        grid = 2.0 ** np.arange(0, 16)
+        k = vidur[vidur["tokens"].isin(grid)].copy()
+        k["gemm_time_s"] = k["gemm_time_s"].map(lambda v: float(f"{v:.6g}"))
+        k.to_csv(out / KERNEL_SUMMARY_FILE, index=False)
+        for r in res["kernels"]["holdout"]:
+            print("kernels", r)
     for ph, p in res["calibrated"].items():
         print(ph, p)
     for r in res["holdout"]:
