@@ -52,7 +52,7 @@ import numpy as np
 from . import models as _models
 from .errors import ValidationError
 from .models import Model, precision_bytes
-from .roofline import _device_name, _parallel_iv, valid_tp
+from .roofline import _device_name, _parallel_iv, resolve, valid_tp
 
 __all__ = [
     "MemoryFit",
@@ -314,14 +314,7 @@ def memory_fit(model: Model | str, device: Any, *, tp: int = 1, pp: int = 1,
         decoder; no room at all for an encoder). The message gives the shortfall
         and the smallest tensor-parallel degree that would fit.
     """
-    if isinstance(model, str):
-        model = _models.load(model)
-    if not isinstance(model, Model):
-        raise ValidationError(f"model: got {type(model).__name__}; valid: a hermes_qn.models.Model "
-                              "or a catalog name")
-    if isinstance(device, str):
-        from . import hardware
-        device = hardware.load_device(device)
+    model, device = resolve(model, device)
     name = _device_name(device)
     tp, pp, _ = _parallel_iv(model, tp, pp, 1)
     util = _number("memory_utilization", memory_utilization, low=0.0, high=1.0,

@@ -218,6 +218,20 @@ def _degree(name: str, value: Any) -> int:
     return int(value)
 
 
+def resolve(model: Model | str, device: Any) -> tuple[Model, Any]:
+    """Catalog names to objects: ``model`` by :func:`hermes_qn.models.load`, ``device`` by
+    :func:`hermes_qn.hardware.load_device`; objects pass through (a model is type-checked)."""
+    if isinstance(model, str):
+        model = _models.load(model)
+    if not isinstance(model, Model):
+        raise ValidationError(f"model: got {type(model).__name__}; valid: a hermes_qn.models.Model "
+                              "or a catalog name")
+    if isinstance(device, str):
+        from . import hardware  # imported here: hardware is optional for duck-typed devices
+        device = hardware.load_device(device)
+    return model, device
+
+
 def _device_name(device: Any) -> str:
     return str(getattr(device, "name", type(device).__name__))
 
@@ -268,14 +282,7 @@ def _options_iv(model: Any, device: Any, *, tp: Any = 1, pp: Any = 1, ep: Any = 
                 overhead: float = 0.0,
                 link_bandwidth: float | None = None, link_latency: float | None = None,
                 pp_bandwidth: float | None = None, pp_latency: float | None = None) -> _Options:
-    if isinstance(model, str):
-        model = _models.load(model)
-    if not isinstance(model, Model):
-        raise ValidationError(f"model: got {type(model).__name__}; valid: a hermes_qn.models.Model "
-                              "or a catalog name")
-    if isinstance(device, str):
-        from . import hardware  # optional sibling module
-        device = hardware.load_device(device)
+    model, device = resolve(model, device)
     for attr in ("peak_flops", "memory_bandwidth", "memory_bytes"):
         if not hasattr(device, attr):
             raise ValidationError(f"device: {type(device).__name__} has no {attr!r}; valid: a "
