@@ -22,9 +22,13 @@ one decode iteration of a batch), both judged on rows they did not see:
    per-sequence scheduling and sampling), which overlaps the GPU's: ``k = 1``
    adds the two, ``k -> inf`` takes the larger (decode fits k ~ 30: the step
    is the larger of GPU time and a ~0.55 ms-per-layer launch floor, which is
-   why small-batch decode is 1.5-3x the pure roofline). The eight parameters are fitted by bounded least squares
-   on ``log(t)``. Unprofiled hardware gets this model through its catalog peaks
-   and bandwidths. Held-out error: leave one *whole configuration group* out (a
+   why small-batch decode is 1.5-3x the pure roofline). The eight parameters
+   are fitted by bounded least squares on ``log(t)`` (three starts; the
+   overlap makes the objective non-convex). Unprofiled hardware gets this model
+   through its catalog peaks and bandwidths. Caveat: both traced engines
+   (Splitwise's, DistServe-era vLLM) launch kernels without CUDA graphs; an
+   engine that captures graphs has a much lower host floor, so the calibrated
+   model over-predicts its small-batch decode (a user CSV refit fixes that). Held-out error: leave one *whole configuration group* out (a
    TP degree of one model, or a whole model), refit, predict the held-out rows.
 
 2. **Per-configuration regression** (``source="fitted"``). For each profiled
@@ -366,7 +370,7 @@ def _predict_df(params: dict[str, float], df: pd.DataFrame) -> pd.Series:
 
 
 def calibrate(df: pd.DataFrame, phase: str, *, max_nfev: int = 200) -> dict[str, float]:
-    """Least-squares calibration of the six roofline parameters on ``log`` step time."""
+    """Least-squares calibration of :data:`CALIBRATED_PARAMS` on ``log`` step time, one phase."""
     df = df[df["phase"] == phase]
     if df.empty:
         raise ValidationError(f"calibrate: no {phase!r} rows; valid: a table with phase == {phase!r}")
