@@ -8,7 +8,7 @@ about queues.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import distributions, energy, hardware, kv_tiers, models, rag, symbolic
+from . import distributions, energy, hardware, kv_tiers, models, rag, service, symbolic
 from .distributions import (
     Deterministic,
     Empirical,
@@ -52,6 +52,7 @@ __all__ = [
     "kv_tiers",
     "models",
     "rag",
+    "service",
     "symbolic",
     # classes
     "Closed",
