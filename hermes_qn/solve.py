@@ -7,6 +7,7 @@ import xarray as xr
 
 from .errors import ConvergenceError, ValidationError
 from .network import LOAD_DEPENDENT, Network, NetworkArrays
+from .solvers.amva import linearizer, schweitzer
 from .solvers.base import VARIABLE_ATTRS, Solution
 from .solvers.mixed import solve_mixed
 from .solvers.mva import exact_mva, state_space_size
@@ -119,7 +120,6 @@ def _closed_solver(arrays: NetworkArrays, method: str, tol: float, max_iter: int
             method = "amva"
     if method == "exact":
         return exact_mva, method
-    from .solvers.amva import linearizer, schweitzer
     if method == "linearizer":
         return (lambda a: linearizer(a, tol=tol, max_iter=max_iter)), method
     return (lambda a: schweitzer(a, tol=tol, max_iter=max_iter)), method
