@@ -26,7 +26,7 @@ from .models import load as load_model
 from .network import Closed, Delay, Network, Open, Queue
 from .roofline import StepTime, decode_step, mixed_step, prefill
 from .simulate import simulate
-from .solve import solve
+from .solve import bounds, solve
 
 try:
     __version__ = version("hermes-qn")
@@ -35,6 +35,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     # functions
+    "bounds",
     "decode_step",
     "list_hardware",
     "list_models",

@@ -9,6 +9,7 @@ from .errors import ConvergenceError, ValidationError
 from .network import LOAD_DEPENDENT, Network, NetworkArrays
 from .solvers.amva import linearizer, schweitzer
 from .solvers.base import VARIABLE_ATTRS, Solution
+from .solvers.bounds import closed_bounds
 from .solvers.mixed import solve_mixed
 from .solvers.mva import exact_mva, state_space_size
 from .solvers.open import solve_open
@@ -103,6 +104,37 @@ def solve(network: Network, method: str = "auto", *, tol: float = 1e-10,
                 f"(residual {solution.residual:.3g} > tol {tol:.3g}); raise max_iter or use "
                 f"method='exact'", iterations=solution.iterations, residual=solution.residual)
     return _to_dataset(arrays, solution, open_load, notes)
+
+
+def bounds(network: Network, kind: str = "asymptotic") -> xr.Dataset:
+    """Bounds on the throughput and response time of every class of a closed network.
+
+    Parameters
+    ----------
+    network : Network
+        All classes closed; array-valued parameters become dimensions.
+    kind : {"asymptotic", "balanced"}
+        Asymptotic bounds (any station) or balanced-job bounds (single-server
+        queues and delays only, tighter). See :mod:`hermes_qn.solvers.bounds`.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``throughput_lower``, ``throughput_upper`` (class) in requests/s and
+        ``response_time_lower``, ``response_time_upper`` (class) in seconds,
+        excluding think time. Lower throughput bounds of classes that share a
+        station with another class are ``nan`` (none is cheap and valid).
+    """
+    arrays = network.arrays()
+    values = closed_bounds(arrays, kind)
+    dims = (*arrays.sweep_dims, "class")
+    return xr.Dataset(
+        {name: xr.Variable(dims, v, attrs={"units": "1/s" if name.startswith("throughput") else "s",
+                                           "long_name": name.replace("_", " ")})
+         for name, v in values.items()},
+        coords={"class": list(arrays.classes), **arrays.sweep_coords},
+        attrs={"kind": kind},
+    )
 
 
 def _closed_solver(arrays: NetworkArrays, method: str, tol: float, max_iter: int):
