@@ -291,7 +291,7 @@ def _search_iv(index, device, precision, vector_bytes, cores):
                               "precision=...)")
     vb = _array("vector_bytes", vector_bytes, low=0, low_inclusive=False)
     if vb.ndim:
-        raise ValidationError(f"vector_bytes: got an array; valid: one number (4 for fp32, 2 for "
+        raise ValidationError("vector_bytes: got an array; valid: one number (4 for fp32, 2 for "
                               "fp16, 1 for int8 scalar quantisation)")
     total_cores = None
     if device.category == "cpu":

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..network import DELAY, LOAD_DEPENDENT, QUEUE, NetworkArrays
-from .base import Solution, station_utilization
+from .base import Solution, check_closed_classes, station_utilization
 
 __all__ = ["linearizer", "schweitzer"]
 
@@ -343,20 +343,7 @@ def _amva_iv(arrays: NetworkArrays, tol: float, max_iter: int, name: str) -> Non
         raise ValidationError(f"{name}: tol={tol!r}; valid: a positive finite number")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise ValidationError(f"{name}: max_iter={max_iter!r}; valid: an integer >= 0")
-    for k, cls in enumerate(arrays.classes):
-        if arrays.is_open[k]:
-            raise ValidationError(f"{name}: class {cls!r} is open; valid: a network whose classes "
-                                  f"are all hq.Closed (open and mixed networks go through "
-                                  f"hermes_qn.solve)")
-        population = arrays.population[..., k]
-        if np.any(population < 1):
-            raise ValidationError(f"{name}: class {cls!r} has population {int(population.min())}; "
-                                  f"valid: integers >= 1")
-        cycle = arrays.think_time[..., k] + arrays.demand[..., k].sum(axis=-1)
-        if np.any(cycle <= 0):
-            raise ValidationError(f"{name}: class {cls!r} has zero demand at every station and zero "
-                                  f"think time, so its throughput is infinite; valid: a positive "
-                                  f"demand somewhere or a positive think time")
+    check_closed_classes(arrays, name, "open and mixed networks go through hermes_qn.solve")
 
 
 def _initial_state(demand: np.ndarray, population: np.ndarray, think: np.ndarray) -> _State:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ValidationError
+
 
 #: Result variable name -> (units, long_name), shared by the solvers' and the sampler's Datasets.
 VARIABLE_ATTRS: dict[str, tuple[str, str]] = {
@@ -65,6 +67,32 @@ class Solution:
     residual: float = 0.0
     converged: bool = True
     marginal: np.ndarray | None = None
+
+
+def check_closed_classes(arrays, solver: str, open_hint: str) -> None:
+    """Raise :class:`ValidationError` unless every class is closed, populated and able to cycle.
+
+    Parameters
+    ----------
+    arrays : NetworkArrays
+    solver : str
+        Name quoted at the start of the message.
+    open_hint : str
+        What to use instead for a network with open classes.
+    """
+    for k, name in enumerate(arrays.classes):
+        if arrays.is_open[k]:
+            raise ValidationError(f"{solver}: class {name!r} is open; valid: a network whose "
+                                  f"classes are all hq.Closed ({open_hint})")
+        population = arrays.population[..., k]
+        if np.any(population < 1):
+            raise ValidationError(f"{solver}: class {name!r} has population "
+                                  f"{int(population.min())}; valid: integers >= 1")
+        cycle = arrays.think_time[..., k] + arrays.demand[..., k].sum(axis=-1)
+        if np.any(cycle <= 0):
+            raise ValidationError(f"{solver}: class {name!r} has zero demand at every station "
+                                  f"and zero think time, so its throughput is infinite; valid: a "
+                                  f"positive demand somewhere or a positive think time")
 
 
 def station_utilization(throughput: np.ndarray, demand: np.ndarray,

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..network import DELAY, LOAD_DEPENDENT, QUEUE, NetworkArrays
-from .base import Solution, station_utilization
+from .base import Solution, check_closed_classes, station_utilization
 
 __all__ = ["exact_mva", "state_space_size"]
 
@@ -187,20 +187,7 @@ def exact_mva(arrays: NetworkArrays) -> Solution:
 
 def _exact_mva_iv(arrays: NetworkArrays) -> None:
     """Check that every class is closed, populated and has somewhere to spend time."""
-    for k, name in enumerate(arrays.classes):
-        if arrays.is_open[k]:
-            raise ValidationError(f"exact_mva: class {name!r} is open; valid: a network whose "
-                                  f"classes are all hq.Closed (solve open or mixed networks with "
-                                  f"another solver)")
-        population = arrays.population[..., k]
-        if np.any(population < 1):
-            raise ValidationError(f"exact_mva: class {name!r} has population "
-                                  f"{int(population.min())}; valid: integers >= 1")
-        cycle = arrays.think_time[..., k] + arrays.demand[..., k].sum(axis=-1)
-        if np.any(cycle <= 0):
-            raise ValidationError(f"exact_mva: class {name!r} has zero demand at every station "
-                                  f"and zero think time, so its throughput is infinite; valid: a "
-                                  f"positive demand somewhere or a positive think time")
+    check_closed_classes(arrays, "exact_mva", "solve open or mixed networks with hermes_qn.solve")
 
 
 @dataclass(frozen=True)
