@@ -29,8 +29,8 @@ def random_network(rng, *, load_dependent):
 
 # Tolerances: the worst relative response-time error measured on 60 seeded networks of each
 # kind (validation/core_agreement.md), rounded up: Schweitzer 9.9% / 13.8%, Linearizer
-# 1.6% / 6.6% (single-server only / with multi-server and load-dependent stations).
-@pytest.mark.parametrize("load_dependent, tol_amva, tol_lin", [(False, 0.11, 0.02), (True, 0.15, 0.07)])
+# 1.6% / 7.7% (single-server only / with multi-server and load-dependent stations).
+@pytest.mark.parametrize("load_dependent, tol_amva, tol_lin", [(False, 0.11, 0.02), (True, 0.15, 0.08)])
 def test_error_against_exact_within_measured_bounds(load_dependent, tol_amva, tol_lin):
     rng = np.random.default_rng(11)
     for _ in range(12):
