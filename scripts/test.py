@@ -12,6 +12,7 @@ Notebooks in notebooks/ are executed by tests/test_notebooks.py.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -34,10 +35,16 @@ def main() -> int:
     python = ENV / "bin" / "python"
     run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(python, "-m", "pip", "install", "--quiet", f"{ROOT}[dev]")
+    # The real traces sit beside the checkout (../shared/traces); tests that need them skip
+    # when they are absent. Name the folder explicitly: the tests run from tests/.
+    env = dict(os.environ)
+    traces = ROOT.parent / "shared" / "traces"
+    if traces.is_dir():
+        env.setdefault("HERMES_QN_TRACES", str(traces))
     # Run from tests/ with rootdir pinned, so `import hermes_qn` finds the installed wheel.
-    result = subprocess.run([str(python), "-m", "pytest", "-p", "no:cacheprovider",
+    result = subprocess.run([str(python), "-m", "pytest", "-p", "no:cacheprovider", "-rs",
                              "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                             str(ROOT / "tests"), *sys.argv[1:]], cwd=ROOT / "tests")
+                             str(ROOT / "tests"), *sys.argv[1:]], cwd=ROOT / "tests", env=env)
     return result.returncode
 
 
