@@ -22,27 +22,9 @@ from pathlib import Path
 import numpy as np
 
 import hermes_qn as hq
-from hermes_qn.examples import worked_example
+from hermes_qn.examples import random_closed_network, worked_example
 
 OUT = Path(__file__).resolve().parent / "core_agreement.md"
-
-
-def random_closed(rng: np.random.Generator, *, load_dependent: bool) -> hq.Network:
-    """2-3 classes of 2-15 clients over 3-5 stations with demands 0.01-1 s and think times 0-5 s."""
-    n_stations = int(rng.integers(3, 6))
-    stations = {}
-    for m in range(n_stations):
-        if load_dependent and m == 0:
-            stations[f"s{m}"] = hq.Queue(servers=int(rng.integers(2, 5)))
-        elif load_dependent and m == 1:
-            stations[f"s{m}"] = hq.Queue(rate_multipliers=np.cumsum(rng.uniform(0.3, 1.0, 4)))
-        else:
-            stations[f"s{m}"] = hq.Queue()
-    classes, demands = {}, {}
-    for k in range(int(rng.integers(2, 4))):
-        classes[f"c{k}"] = hq.Closed(int(rng.integers(2, 16)), float(rng.uniform(0, 5)))
-        demands[f"c{k}"] = {s: float(rng.uniform(0.01, 1.0)) for s in stations}
-    return hq.Network(stations=stations, classes=classes, demands=demands)
 
 
 def approximate_vs_exact(count: int) -> list[str]:
@@ -51,7 +33,7 @@ def approximate_vs_exact(count: int) -> list[str]:
              "| response time error, median | response time error, max |",
              "|---|---|---|---|---|---|"]
     for load_dependent in (False, True):
-        nets = [random_closed(rng, load_dependent=load_dependent) for _ in range(count)]
+        nets = [random_closed_network(rng, load_dependent=load_dependent) for _ in range(count)]
         exact = [hq.solve(n, method="exact") for n in nets]
         for method in ("amva", "linearizer"):
             x_err, r_err = [], []
