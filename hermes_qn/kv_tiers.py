@@ -60,11 +60,7 @@ __all__ = [
 
 
 def _model_iv(func: str, model: Any) -> Model:
-    if isinstance(model, str):
-        model = _models.load(model)
-    if not isinstance(model, Model):
-        raise ValidationError(f"{func}: model must be a hermes_qn.models.Model or a catalog name; "
-                              f"got {type(model).__name__}; valid: e.g. 'llama-3.1-8b'")
+    model = _models.as_model(model, f"{func}: model")
     if model.architecture != "decoder":
         raise ValidationError(f"{func}: model {model.name!r} is an {model.architecture} and keeps "
                               "no KV cache; valid: a decoder model")

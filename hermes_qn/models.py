@@ -721,3 +721,16 @@ def load(name: str | os.PathLike) -> Model:
     hint = f"close matches: {', '.join(close)}; " if close else ""
     raise ValidationError(f"model: unknown name {name!r} ({hint}catalog {catalog_dir('models')}); "
                           f"valid: one of {', '.join(names)}, or a path to a .toml file")
+
+
+def as_model(model: Model | str, where: str = "model") -> Model:
+    """``model`` itself, or the catalog model of that name; anything else is a ValidationError.
+
+    ``where`` starts the message (the calling function or argument).
+    """
+    if isinstance(model, str):
+        model = load(model)
+    if not isinstance(model, Model):
+        raise ValidationError(f"{where}: got {type(model).__name__}; valid: a "
+                              f"hermes_qn.models.Model or a catalog name such as 'llama-3.1-8b'")
+    return model

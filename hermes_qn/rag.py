@@ -143,11 +143,7 @@ def _fraction(name: str, value: Any) -> float:
 
 
 def _encoder_iv(func: str, model: Any) -> Model:
-    if isinstance(model, str):
-        model = _models.load(model)
-    if not isinstance(model, Model):
-        raise ValidationError(f"{func}: model must be a hermes_qn.models.Model or a catalog name; "
-                              f"got {type(model).__name__}; valid: e.g. 'e5-base-v2'")
+    model = _models.as_model(model, f"{func}: model")
     if model.architecture != "encoder":
         raise ValidationError(f"{func}: model {model.name!r} is a {model.architecture}; valid: an "
                               "encoder such as 'e5-base-v2' or 'bge-reranker-base'")

@@ -221,11 +221,7 @@ def _degree(name: str, value: Any) -> int:
 def resolve(model: Model | str, device: Any) -> tuple[Model, Any]:
     """Catalog names to objects: ``model`` by :func:`hermes_qn.models.load`, ``device`` by
     :func:`hermes_qn.hardware.load_device`; objects pass through (a model is type-checked)."""
-    if isinstance(model, str):
-        model = _models.load(model)
-    if not isinstance(model, Model):
-        raise ValidationError(f"model: got {type(model).__name__}; valid: a hermes_qn.models.Model "
-                              "or a catalog name")
+    model = _models.as_model(model)
     if isinstance(device, str):
         from . import hardware  # imported here: hardware is optional for duck-typed devices
         device = hardware.load_device(device)
