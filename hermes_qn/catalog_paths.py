@@ -1,15 +1,15 @@
-"""Where the TOML catalogs (hardware/, models/) are, installed or in a source tree."""
+"""Where the TOML catalogs (hardware/, models/, scenarios/) are, installed or in a source tree."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-CATALOGS = ("hardware", "models")
+CATALOGS = ("hardware", "models", "scenarios")
 _PACKAGE = Path(__file__).resolve().parent
 
 
 def catalog_dir(name: str) -> Path:
-    """Directory of the built-in catalog ``name`` ("hardware" or "models").
+    """Directory of the built-in catalog ``name`` ("hardware", "models" or "scenarios").
 
     An installed wheel carries the catalogs in ``hermes_qn/catalogs/<name>``
     (see pyproject.toml); a source checkout has them at the top of the repository.

@@ -19,5 +19,5 @@ def test_every_subpackage_is_listed():
 def test_catalog_folders_are_reachable():
     from hermes_qn.catalog_paths import catalog_dir
 
-    for name in ("hardware", "models"):
+    for name in ("hardware", "models", "scenarios"):
         assert catalog_dir(name).is_dir(), name
