@@ -87,8 +87,9 @@ def power(device: Device | str, utilisation: Any = 1.0, *, devices: int = 1,
 
     ``devices * (idle + (peak - idle) * utilisation)`` with ``peak`` the
     device's ``peak_power`` (TDP / board power) and ``idle`` its
-    ``idle_power``, or the ``idle_power`` argument (W). The catalog has no
-    idle power: pass ``idle_power=``.
+    ``idle_power``, or the ``idle_power`` argument (W). A catalog file carries
+    ``idle_power`` only where a published figure was found (its ``notes`` say
+    so otherwise); for a device without one, pass ``idle_power=``.
 
     Raises
     ------
@@ -100,8 +101,8 @@ def power(device: Device | str, utilisation: Any = 1.0, *, devices: int = 1,
     if idle_power is None and device.idle_power is None:
         raise ValidationError(
             f"{_where(device)}: {device.name} has no idle_power (the catalog has no published "
-            "idle figure for any device); valid: pass idle_power=<W> explicitly, e.g. a measured "
-            "value, or add idle_power to the device file")
+            "idle figure for this device; see the notes in its file); valid: pass idle_power=<W> "
+            "explicitly, e.g. a measured value, or add idle_power to the device file")
     return _out(n * np.asarray(_hw.power(device, utilisation, idle_power=idle_power)))
 
 
