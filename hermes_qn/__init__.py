@@ -8,7 +8,7 @@ about queues.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import distributions, energy, hardware, kv_tiers, models, rag, service, symbolic
+from . import distributions, energy, hardware, kv_tiers, models, rag, scenario, service, symbolic, workload
 from .distributions import (
     Deterministic,
     Empirical,
@@ -18,12 +18,14 @@ from .distributions import (
     HyperExponential,
     Lognormal,
 )
+from .evaluate import evaluate
 from .errors import ConvergenceError, HermesError, UnsupportedError, ValidationError
 from .hardware import Device, Link, MemoryTier, list_hardware, load_device
 from .memory import MemoryFit, memory_fit
 from .models import Model, list_models
 from .models import load as load_model
 from .network import Closed, Delay, Network, Open, Queue
+from .scenario import Scenario, list_scenarios, load_scenario
 from .roofline import StepTime, decode_step, mixed_step, prefill
 from .simulate import simulate
 from .solve import bounds, solve
@@ -37,10 +39,13 @@ __all__ = [
     # functions
     "bounds",
     "decode_step",
+    "evaluate",
     "list_hardware",
     "list_models",
+    "list_scenarios",
     "load_device",
     "load_model",
+    "load_scenario",
     "memory_fit",
     "mixed_step",
     "prefill",
@@ -53,8 +58,10 @@ __all__ = [
     "kv_tiers",
     "models",
     "rag",
+    "scenario",
     "service",
     "symbolic",
+    "workload",
     # classes
     "Closed",
     "Delay",
@@ -73,6 +80,7 @@ __all__ = [
     "Network",
     "Open",
     "Queue",
+    "Scenario",
     "StepTime",
     # exceptions
     "ConvergenceError",

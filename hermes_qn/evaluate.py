@@ -1,0 +1,1021 @@
+"""Evaluate a scenario in closed form: TTFT, TPOT, end-to-end latency, throughput, energy, cost.
+
+:func:`evaluate` maps a :class:`~hermes_qn.scenario.Scenario` onto a queueing
+network and solves it (``../shared/DESIGN.md``). Each hardware pool is split
+into replicas, and the requests that visit a pool are spread evenly over them.
+
+Stations and their closed forms
+-------------------------------
+Decode under batching (continuous or chunked, colocated or on a decode pool)
+    A load-dependent processor-sharing station: with ``n`` sequences present,
+    ``m = min(n, B)`` run and one step of ``t(m)`` seconds gives each one
+    token, so the speed relative to one sequence is ``m t(1) / t(m)``. ``B``
+    is the smaller of the pool's ``batch_cap`` and what its KV cache holds at
+    the mean resident context (prompt, reused context, half the output). The
+    birth-death chain gives the mean batch ``E[min(N, B)]`` and the mean
+    number waiting for a slot ``E[(N - B)+]``; by Little's law every decoded
+    token takes ``tau = E[min(N, B)] / (tokens per second)`` (the TPOT) and
+    the wait for a slot is ``E[(N - B)+] / (sequences per second)``.
+Prefill, colocated with decode (``continuous``)
+    Prefill steps take priority over decode steps (vLLM's scheduler): decode
+    steps are stretched by ``1 / (1 - rho_prefill)``, and a prompt waits as
+    the high class of a non-preemptive M/G/1 priority queue,
+    ``W = R0 / (1 - rho_prefill)``, where ``R0`` is the mean residual work of
+    prefills (``sum lambda E[S^2] / 2``) plus half a decode step while the
+    station is decoding. Several waiting prompts are batched into one step by
+    real engines; the formula treats them one by one (conservative at high load).
+Chunked prefill (``chunked``)
+    Each step carries the running decodes plus ``C - b`` prompt tokens
+    (``C`` = ``chunk_tokens``). Prompts are served FCFS by a token stream of
+    ``(C - b) / t_mixed`` tokens per second (M/G/1, Pollaczek-Khinchine), and
+    a decode step is a mixed step a fraction ``f`` of the time (``f`` = the
+    prefill stream's utilisation). ``b``, ``f`` and the step times depend on
+    each other: a damped fixed-point iteration settles them.
+Static batching (``static``)
+    A bulk-service station approximated as load dependent: a batch of ``b``
+    takes ``T(b) = prefill(b prompts) + E[max of b outputs] t(b)``, so the
+    speed with ``n`` waiting is ``min(n, B) T(1) / T(min(n, B))``. It ignores
+    that arrivals during a batch wait for the whole batch (gating); the error
+    is measured in ``validation/``.
+Disaggregated prefill and decode
+    Prefill replicas are M/G/1 FCFS queues of prompts; the KV cache crosses a
+    processor-sharing link station (one per prefill replica, each TP rank on
+    its own link) plus the link latency; decode replicas are batch stations.
+    The first token comes from the prefill: TTFT excludes the transfer, which
+    counts in TPOT.
+RAG pools (embed, search, rerank on a pool without a decoder)
+    M/G/c FCFS queues, one server per device (Allen-Cunneen, exact for c = 1).
+    Encoder work on a pool that also runs a decoder is high-priority work on
+    its replicas: it waits like a prefill and stretches the LLM's steps.
+KV tiers
+    Processor-sharing stations for the bandwidth time, spread over the tier's
+    ``instances``, plus the tier's latency.
+
+Contention
+----------
+Two kinds of coupling are settled by one damped fixed-point iteration (the
+result's attrs give ``iterations`` and ``residual``; a loop that does not
+settle raises :class:`~hermes_qn.errors.ConvergenceError`): the batch size
+and mixed-step fraction of chunked prefill, and the mean batch of decode
+stations (which sets the decode step a waiting prompt sees).
+
+Percentiles
+-----------
+p50/p90/p99 come from a gamma distribution fitted to each metric's mean and
+variance. Variances: waits are taken as zero with probability ``1 - p`` and
+exponential otherwise (``p`` the queue's probability of waiting), service
+times vary with the token counts (evaluated on the token distributions), and
+stages are independent. TPOT varies with the batch occupancy and with the
+prefills that interrupt a request's decode. An approximation; its error
+against the sampler is in ``validation/``.
+
+Limits
+------
+Closed classes are solved by the fixed point ``X = N / (Z + E2E(X))`` over the
+open formulas, which ignores that a closed population bounds the queues (it
+overestimates waiting for small populations). Expert parallelism is not
+modelled (the service-time layer takes TP and PP).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+from scipy import stats
+
+from . import energy as _energy
+from .distributions import Deterministic, Empirical
+from .errors import ConvergenceError, ValidationError
+from .scenario import Embed, Generate, KVFetch, Pause, Pool, RequestClass, Rerank, Scenario, \
+    Search
+from .stage_times import StepModel, embed_time, kv_fetch_time, kv_transfer_time, rerank_time, \
+    search_time
+from .station_formulas import batch_station, expected_max, gamma_cdf, gamma_quantile, mgc_wait
+from .workload import TokenLengths
+
+__all__ = ["QUANTILES", "evaluate"]
+
+#: Quantiles reported for TTFT, TPOT and E2E.
+QUANTILES = (0.5, 0.9, 0.99)
+
+_POINTS = 64  # discretisation of parametric token distributions
+
+
+# --------------------------------------------------------------------------- token points
+
+
+def _points(tokens: TokenLengths) -> np.ndarray:
+    """Equally likely token counts standing for the distribution (for moments of times)."""
+    shape = tokens.shape
+    if tokens.mean == 0 or isinstance(shape, Deterministic) or shape.scv == 0:
+        return np.array([tokens.mean])
+    if isinstance(shape, Empirical):
+        v = np.asarray(shape._array) * tokens.mean
+        if v.size > 256:
+            v = np.quantile(v, (np.arange(256) + 0.5) / 256)
+            v *= tokens.mean / v.mean()
+        return v
+    u = (np.arange(_POINTS) + 0.5) / _POINTS
+    k = 1.0 / shape.scv
+    v = stats.gamma.ppf(u, k, scale=tokens.mean / k)
+    return v * tokens.mean / v.mean()
+
+
+def _moments(values: np.ndarray) -> tuple[float, float]:
+    return float(values.mean()), float((values ** 2).mean())
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(eq=False)
+class _Work:
+    """One class's use of a station, per request of the class.
+
+    ``visits`` per request; ``mean`` and ``second`` moments of the per-visit
+    service time (s, s^2); for LLM work also token counts.
+    """
+
+    cls: int
+    visits: float
+    mean: float = 0.0
+    second: float = 0.0
+    tokens: float = 0.0          # prompt tokens to prefill (prefill work) or tokens to decode
+    tokens_second: float = 0.0
+    context: float = 0.0         # mean context while decoding / of the prompt
+    branches: int = 1
+    max_factor: float = 1.0      # E[max over branches of tokens] / E[tokens]
+    first_round: bool = True     # prefill of the first round (TTFT) or a later one
+    points: np.ndarray | None = None  # equally likely decode token counts (static batching)
+
+
+@dataclass
+class _LLMPool:
+    pool: Pool
+    steps: StepModel
+    prefill: list[_Work] = field(default_factory=list)
+    decode: list[_Work] = field(default_factory=list)
+    encoder: list[_Work] = field(default_factory=list)
+
+    @property
+    def role(self) -> str:
+        if self.prefill and self.decode:
+            return "colocated"
+        return "prefill" if self.prefill else "decode"
+
+
+@dataclass
+class _Segment:
+    """A piece of a class's end-to-end time: ``kind`` says how to price it."""
+
+    label: str
+    kind: str          # "fcfs", "priority", "tier", "delay", "prefill", "decode", "transfer"
+    key: Any
+    work: _Work | None = None
+    seconds: float = 0.0
+    probability: float = 1.0
+    before_first_token: bool = False
+    main: bool = False
+
+
+class _Plan:
+    """Everything of a scenario that does not depend on the arrival rates."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.llm: dict[str, _LLMPool] = {}
+        self.fcfs: dict[str, list[_Work]] = {}
+        self.tiers: dict[str, tuple[int, list[_Work]]] = {}
+        self.links: dict[tuple[str, str], tuple[int, list[_Work]]] = {}
+        self.segments: list[list[_Segment]] = []
+        self.answer_tokens = np.zeros(len(scenario.classes))
+        self.decoded_tokens = np.zeros(len(scenario.classes))
+        self.notes: list[str] = []
+        for k, c in enumerate(scenario.classes):
+            self.segments.append(self._class(k, c))
+
+    # -- helpers
+    def _llm(self, name: str) -> _LLMPool:
+        if name not in self.llm:
+            pool = self.scenario.pool(name)
+            self.llm[name] = _LLMPool(pool, StepModel(pool))
+        return self.llm[name]
+
+    def _encoder_station(self, k: int, pool: Pool, label: str, times: np.ndarray,
+                         before: bool) -> _Segment:
+        mean, second = _moments(np.atleast_1d(np.asarray(times, dtype=float)))
+        work = _Work(k, 1.0, mean, second)
+        if pool.decoder is not None:
+            self._llm(pool.name).encoder.append(work)
+            return _Segment(label, "priority", pool.name, work, before_first_token=before)
+        self.fcfs.setdefault(pool.name, []).append(work)
+        return _Segment(label, "fcfs", pool.name, work, before_first_token=before)
+
+    def _class(self, k: int, c: RequestClass) -> list[_Segment]:
+        sc = self.scenario
+        segs: list[_Segment] = []
+        retrieved = 0.0
+        fetch: KVFetch | None = None
+        main = c.main_index
+        labels = [s.kind for s in c.pipeline]
+        for i, stage in enumerate(c.pipeline):
+            label = stage.kind if labels.count(stage.kind) == 1 else f"{stage.kind}{i}"
+            before = i < main
+            if isinstance(stage, Embed):
+                pool = sc.pool(stage.pool)
+                tokens = stage.tokens or c.prompt_tokens
+                segs.append(self._encoder_station(k, pool, label,
+                                                  embed_time(stage, pool, _points(tokens)),
+                                                  before))
+            elif isinstance(stage, Search):
+                pool = sc.pool(stage.pool)
+                segs.append(self._encoder_station(k, pool, label,
+                                                  np.array([search_time(stage, pool)]), before))
+                retrieved += stage.retrieved_tokens
+            elif isinstance(stage, Rerank):
+                pool = sc.pool(stage.pool)
+                segs.append(self._encoder_station(
+                    k, pool, label, rerank_time(stage, pool, _points(c.prompt_tokens)), before))
+            elif isinstance(stage, KVFetch):
+                fetch = stage
+                for j, share in enumerate(stage.tiers):
+                    if share.hit_rate == 0 or stage.reused_tokens == 0:
+                        continue
+                    model = self._fetch_model(c, i)
+                    tp = self._fetch_tp(c, i)
+                    secs, lat = kv_fetch_time(share, model, stage.reused_tokens, tp)
+                    work = _Work(k, share.hit_rate, float(secs), float(secs) ** 2)
+                    entry = self.tiers.setdefault(share.tier.name, (share.instances, []))
+                    entry[1].append(work)
+                    segs.append(_Segment(f"{label}.{share.tier.name}", "tier", share.tier.name,
+                                         work, probability=share.hit_rate,
+                                         before_first_token=before))
+                    segs.append(_Segment(f"{label}.{share.tier.name}.latency", "delay", None,
+                                         seconds=lat, probability=share.hit_rate,
+                                         before_first_token=before))
+            elif isinstance(stage, Generate):
+                segs.extend(self._generate(k, c, stage, label, retrieved, fetch, i == main,
+                                           before))
+                fetch = None  # the reused context belongs to the first generation after it
+            elif isinstance(stage, Pause):
+                segs.append(_Segment(label, "delay", None, seconds=stage.seconds,
+                                     before_first_token=before))
+        return segs
+
+    def _fetch_model(self, c: RequestClass, i: int):
+        nxt = next(s for s in c.pipeline[i:] if isinstance(s, Generate))
+        return nxt.targets[0].model
+
+    def _fetch_tp(self, c: RequestClass, i: int) -> int:
+        nxt = next(s for s in c.pipeline[i:] if isinstance(s, Generate))
+        return self.scenario.pool(nxt.targets[0].prefill_on).tp
+
+    def _generate(self, k: int, c: RequestClass, stage: Generate, label: str, retrieved: float,
+                  fetch: KVFetch | None, main: bool, before: bool) -> list[_Segment]:
+        prompt = stage.prompt_tokens or c.prompt_tokens
+        output = stage.output_tokens or c.output_tokens
+        reused = fetch.reused_tokens if fetch else 0.0
+        hit = 1.0 - fetch.miss_rate if fetch else 0.0
+        rounds = stage.rounds
+        total_decoded = output.mean * (1.0 + stage.thinking)
+        per_round = total_decoded / rounds
+        out_points = _points(output) * (1.0 + stage.thinking) / rounds
+        decode_tokens = np.maximum(out_points - 1.0, 0.0)
+        if main:
+            self.answer_tokens[k] = output.mean
+            self.decoded_tokens[k] = total_decoded
+        segs: list[_Segment] = []
+        p_points = _points(prompt) + retrieved
+        for t in stage.targets:
+            pre = self._llm(t.prefill_on)
+            dec = self._llm(t.decode_on)
+            for r in range(rounds):
+                first = r == 0
+                if first:
+                    # a hit prefills the prompt on the reused context; a miss recomputes it
+                    hit_t = pre.steps.prefill(p_points, reused)
+                    miss_t = pre.steps.prefill(p_points + reused)
+                    times = np.concatenate([np.atleast_1d(hit_t), np.atleast_1d(miss_t)])
+                    weights = np.concatenate([np.full(len(p_points), hit / len(p_points)),
+                                              np.full(len(p_points), (1 - hit) / len(p_points))])
+                    new = np.concatenate([p_points, p_points + reused])
+                    ctx0 = reused * hit
+                else:
+                    ctx0 = p_points.mean() + reused + r * per_round + (r - 1) * stage.round_tokens
+                    times = np.atleast_1d(pre.steps.prefill(max(stage.round_tokens, 1.0), ctx0))
+                    new = np.array([max(stage.round_tokens, 1.0)])
+                    weights = np.array([1.0])
+                pw = _Work(k, t.probability, float((weights * times).sum()),
+                           float((weights * times ** 2).sum()), float((weights * new).sum()),
+                           float((weights * new ** 2).sum()), float(ctx0), first_round=first)
+                pre.prefill.append(pw)
+                lab = f"{label}.round{r + 1}" if rounds > 1 else label
+                segs.append(_Segment(f"{lab}.prefill", "prefill", t.prefill_on, pw,
+                                     probability=t.probability,
+                                     before_first_token=before or (main and first), main=main))
+                context_end = (p_points.mean() + reused + r * (per_round + stage.round_tokens))
+                if t.disaggregated:
+                    secs, lat = kv_transfer_time(t.link, pre.pool.decoder, context_end,
+                                                 pre.pool.tp, pre.pool.kv_precision)
+                    tw = _Work(k, t.probability, float(secs), float(secs) ** 2)
+                    key = (t.link.name, t.prefill_on)
+                    self.links.setdefault(key, (pre.pool.replicas, []))[1].append(tw)
+                    segs.append(_Segment(f"{lab}.kv_transfer", "transfer", key, tw,
+                                         probability=t.probability, before_first_token=before,
+                                         main=main))
+                    if lat:
+                        segs.append(_Segment(f"{lab}.kv_transfer.latency", "delay", None,
+                                             seconds=lat, probability=t.probability,
+                                             before_first_token=before, main=main))
+                    if not t.link.latency:
+                        self.notes.append(f"link {t.link.name} has no catalog latency; KV "
+                                          "transfer counts bandwidth time only")
+                mean_tokens = float(decode_tokens.mean())
+                dw = _Work(k, t.probability * stage.branches, 0.0, 0.0, mean_tokens,
+                           float((decode_tokens ** 2).mean()),
+                           float(context_end + per_round / 2.0), stage.branches,
+                           (expected_max(decode_tokens, stage.branches) / mean_tokens
+                            if mean_tokens > 0 else 1.0), points=decode_tokens)
+                dec.decode.append(dw)
+                segs.append(_Segment(f"{lab}.decode", "decode", t.decode_on, dw,
+                                     probability=t.probability, before_first_token=before,
+                                     main=main))
+                if r < rounds - 1 and stage.round_delay > 0:
+                    segs.append(_Segment(f"{lab}.delay", "delay", None,
+                                         seconds=stage.round_delay, probability=t.probability,
+                                         before_first_token=before, main=main))
+        return segs
+
+
+# --------------------------------------------------------------------------- station results
+
+
+@dataclass
+class _Result:
+    """Per-visit sojourn (s) and its variance for every _Work, keyed by id(work)."""
+
+    time: dict[int, np.ndarray] = field(default_factory=dict)
+    var: dict[int, np.ndarray] = field(default_factory=dict)
+    tpot_var: dict[int, np.ndarray] = field(default_factory=dict)
+    unstable: dict[str, np.ndarray] = field(default_factory=dict)
+    pool_util: dict[str, np.ndarray] = field(default_factory=dict)
+    pool_batch: dict[str, np.ndarray] = field(default_factory=dict)
+    pool_cap: dict[str, np.ndarray] = field(default_factory=dict)
+    pool_context: dict[str, np.ndarray] = field(default_factory=dict)
+    # per station: (name, coefficient per unit rate of each class (K,)) for capacity
+    capacity_terms: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    iterations: int = 0
+    residual: float = 0.0
+
+
+def _wait_var(wait: np.ndarray, p_wait: np.ndarray) -> np.ndarray:
+    """Variance of a wait that is 0 w.p. 1 - p and exponential with mean wait / p otherwise."""
+    p = np.clip(p_wait, 1e-9, 1.0)
+    return np.maximum(2.0 * wait * wait / p - wait * wait, 0.0)
+
+
+def _rate(lam: np.ndarray, works: list[_Work], per: float, what: str = "visits") -> np.ndarray:
+    """Sum over works of lambda_class x visits x (mean | tokens | 1), divided by ``per``."""
+    out = 0.0
+    for w in works:
+        x = {"visits": 1.0, "mean": w.mean, "second": w.second, "tokens": w.tokens,
+             "tokens_second": w.tokens_second}[what]
+        out = out + lam[w.cls] * w.visits * x
+    return np.asarray(out, dtype=float) / per
+
+
+def _context(lam: np.ndarray, works: list[_Work]) -> np.ndarray:
+    """Token-weighted mean context of decode works (falls back to visit weights at zero load)."""
+    num = sum(lam[w.cls] * w.visits * w.tokens * w.context for w in works)
+    den = sum(lam[w.cls] * w.visits * w.tokens for w in works)
+    plain = (sum(w.visits * max(w.tokens, 1.0) * w.context for w in works)
+             / sum(w.visits * max(w.tokens, 1.0) for w in works))
+    return np.where(np.asarray(den) > 0, num / np.where(np.asarray(den) > 0, den, 1.0), plain)
+
+
+class _StepTable:
+    """Decode (and mixed) step times at b = 1..L for each distinct context, cached."""
+
+    def __init__(self, lp: _LLMPool) -> None:
+        self.lp = lp
+        self.cache: dict[tuple[int, str], np.ndarray] = {}
+
+    def table(self, context: float, kind: str, length: int) -> np.ndarray:
+        key = (int(round(context / 16.0)), kind)
+        got = self.cache.get(key)
+        if got is None or len(got) < length:
+            b = np.arange(1, length + 1, dtype=float)
+            ctx = key[0] * 16.0
+            if kind == "decode":
+                got = np.asarray(self.lp.steps.decode(b, ctx), dtype=float)
+            else:
+                chunk = self.lp.pool.chunk_tokens
+                got = np.asarray(self.lp.steps.mixed(b, ctx, np.maximum(chunk - b, 1.0),
+                                                     self.chunk_context), dtype=float)
+            self.cache[key] = got
+        return got[:length]
+
+    chunk_context = 0.0
+
+
+def _per_point(context: np.ndarray, build) -> np.ndarray:
+    """Apply ``build(context) -> (L,)`` per distinct context; stack to (*S, L)."""
+    flat = np.atleast_1d(context).ravel()
+    keys = np.round(flat / 16.0).astype(int)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    rows = [build(u * 16.0) for u in uniq]
+    L = max(len(r) for r in rows)
+    rows = np.stack([np.pad(r, (0, L - len(r)), mode="edge") for r in rows])
+    return rows[inverse].reshape(np.shape(context) + (L,))
+
+
+def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
+               damping: float, tol: float, max_iter: int, K: int) -> None:
+    pool = lp.pool
+    R = pool.replicas
+    name = pool.name
+    shape = np.shape(lam[0]) if K else ()
+    zero = np.zeros(shape)
+    # high-priority work: prompts (except under chunking) and encoder passes
+    chunked = pool.batching == "chunked" and lp.role == "colocated"
+    static = pool.batching == "static" and lp.role == "colocated"
+    hi = lp.encoder + ([] if (chunked or static) else lp.prefill)
+    rho_hi = zero + _rate(lam, hi, R, "mean")
+    lam_hi = zero + _rate(lam, hi, R)
+    r0_hi = zero + _rate(lam, hi, R, "second") / 2.0
+    stretch = 1.0 / np.maximum(1.0 - rho_hi, 1e-12)
+    unstable_hi = rho_hi >= 1.0
+    cap_hi = np.zeros(K)
+    for w in hi:
+        cap_hi[w.cls] += w.visits * w.mean / R
+
+    if not lp.decode:  # a prefill-only pool (disaggregated) or encoders only
+        wait = np.where(unstable_hi, np.inf, r0_hi / np.maximum(1 - rho_hi, 1e-12))
+        for w in hi:
+            res.time[id(w)] = wait + w.mean
+            res.var[id(w)] = _wait_var(wait, rho_hi) + (w.second - w.mean ** 2)
+        res.unstable[f"pool {name!r} prefill"] = unstable_hi
+        res.pool_util[name] = np.minimum(rho_hi, 1.0)
+        res.pool_batch[name] = zero + np.nan
+        res.pool_cap[name] = zero + np.nan
+        res.pool_context[name] = zero + np.nan
+        res.capacity_terms.append((f"pool {name!r} prefill", cap_hi))
+        return
+
+    theta = zero + _rate(lam, lp.decode, R, "tokens")        # decode tokens/s per replica
+    seqs = zero + _rate(lam, lp.decode, R)                   # sequences/s per replica
+    ctx = zero + _context(lam, lp.decode)
+    if static:
+        ctx = ctx + 0.0
+    cap = np.vectorize(pool.max_batch, otypes=[int])(ctx + 0.0)
+    L = int(np.max(cap))
+    t_dec = _per_point(ctx, lambda c: tables.table(c, "decode", L))          # (*S, L)
+    b = np.arange(1, L + 1)
+    iterations, residual = 0, 0.0
+
+    if static:
+        prompt = sum(w.visits * w.tokens for w in lp.prefill) / sum(w.visits for w in lp.prefill)
+        pts = np.concatenate([w.points for w in lp.decode])
+        emax = np.array([expected_max(pts, int(k)) for k in b])
+        t_pre_b = np.asarray(lp.steps.prefill(prompt, 0.0, b.astype(float)), dtype=float)
+        T = (t_pre_b + emax * t_dec) * stretch[..., None]
+        mult = b * T[..., :1] / T
+        mult = np.where(b > cap[..., None], np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
+        rho = seqs * T[..., 0]
+        bs = batch_station(rho, mult, cap)
+        sojourn = np.where(seqs > 0, bs.mean_jobs / np.where(seqs > 0, seqs, 1), T[..., 0])
+        b_busy = np.where(bs.busy > 0, bs.mean_running / np.maximum(bs.busy, 1e-300), 1.0)
+        b_busy = np.clip(b_busy, 1.0, cap)
+        T_b = _interp(T, b_busy)
+        t_pre_busy = np.interp(b_busy, b, t_pre_b) * stretch
+        t_dec_busy = _interp(t_dec, b_busy) * stretch
+        wait = np.maximum(sojourn - T_b, 0.0)
+        for w in lp.prefill:
+            res.time[id(w)] = wait + t_pre_busy + w.mean * 0.0
+            res.var[id(w)] = _wait_var(wait, bs.busy)
+        for w in lp.decode:
+            res.time[id(w)] = w.tokens * w.max_factor * t_dec_busy
+            res.var[id(w)] = (w.tokens_second - w.tokens ** 2) * t_dec_busy ** 2
+            res.tpot_var[id(w)] = zero
+        unstable = ~np.isfinite(bs.mean_jobs) | unstable_hi
+        util = np.minimum(rho_hi + (1 - rho_hi) * bs.busy, 1.0)
+        batch = bs.mean_running
+        tB = np.take_along_axis(T, cap[..., None] - 1, -1)[..., 0] / stretch
+        coef = cap_hi.copy()
+        for w in lp.decode:
+            coef[w.cls] += np.mean(w.visits / w.branches * tB / cap / R)
+        res.capacity_terms.append((f"pool {name!r} static batch", coef))
+    else:
+        if chunked:
+            C = pool.chunk_tokens
+            pre_tokens = zero + _rate(lam, lp.prefill, R, "tokens")
+            pre_second = zero + _rate(lam, lp.prefill, R, "tokens_second")
+            tables.chunk_context = float(sum(w.tokens for w in lp.prefill)
+                                         / max(len(lp.prefill), 1) / 2.0)
+            t_mix = _per_point(ctx, lambda c: tables.table(c, "mixed", L))     # (*S, L)
+            t_mix0 = np.asarray(lp.steps.mixed(0.0, 0.0, float(C), tables.chunk_context))
+            bbar = zero + 0.0
+            for iterations in range(1, max_iter + 1):
+                chunk = np.clip(C - bbar, 1.0, C)
+                tm = np.where(bbar < 1, t_mix0, _interp(t_mix, np.maximum(bbar, 1.0)))
+                f = pre_tokens * tm / chunk
+                f_ok = np.minimum(f, 1.0)
+                step = (1 - f_ok[..., None]) * t_dec + f_ok[..., None] * t_mix
+                step = step * stretch[..., None]
+                mult = b * step[..., :1] / step
+                mult = np.where(b > cap[..., None],
+                                np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
+                bs = batch_station(theta * step[..., 0], mult, cap, g=step)
+                new = np.where(np.isfinite(bs.mean_running), bs.mean_running, cap)
+                residual = float(np.max(np.abs(new - bbar) / np.maximum(new, 1.0), initial=0.0))
+                bbar = bbar + damping * (new - bbar)
+                if residual < tol:
+                    break
+            else:
+                raise ConvergenceError(
+                    f"evaluate: chunked-prefill fixed point on pool {name!r} did not settle in "
+                    f"{max_iter} iterations (residual {residual:.3g}); valid: raise max_iter or "
+                    "lower damping", iterations=max_iter, residual=residual)
+            chunk = np.clip(C - bbar, 1.0, C)
+            tm = np.where(bbar < 1, t_mix0, _interp(t_mix, np.maximum(bbar, 1.0))) * stretch
+            speed = chunk / tm                                   # prompt tokens/s
+            f = pre_tokens / speed
+            unstable_pre = f >= 1.0
+            wait_pre = np.where(unstable_pre, np.inf,
+                                pre_second / speed ** 2 / 2.0 / np.maximum(1 - f, 1e-12))
+            wait_pre = wait_pre + np.where(lam_hi > 0, r0_hi / np.maximum(1 - rho_hi, 1e-12), 0)
+            pre_util = f
+            tB = np.take_along_axis(t_dec, cap[..., None] - 1, -1)[..., 0]
+            tmB = np.take_along_axis(t_mix, cap[..., None] - 1, -1)[..., 0]
+            res.capacity_terms.append(("chunked", (pool, lp, tB, tmB, cap, bbar)))
+        else:
+            step = t_dec * stretch[..., None]
+            mult = b * step[..., :1] / step
+            mult = np.where(b > cap[..., None],
+                            np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
+            bs = batch_station(theta * step[..., 0], mult, cap, g=step)
+            unstable_pre = unstable_hi
+            tB = np.take_along_axis(t_dec, cap[..., None] - 1, -1)[..., 0]
+            coef = cap_hi.copy()
+            for w in lp.decode:
+                coef[w.cls] += np.mean(w.visits * w.tokens * tB / cap / R)
+            res.capacity_terms.append((f"pool {name!r} prefill+decode" if lp.prefill
+                                       else f"pool {name!r} decode", coef))
+        finite = np.isfinite(bs.mean_running)
+        tau = np.where(theta > 0, bs.mean_running / np.where(theta > 0, theta, 1.0),
+                       step[..., 0])
+        admit = np.where(seqs > 0, bs.mean_waiting / np.where(seqs > 0, seqs, 1.0), 0.0)
+        admit_var = _wait_var(admit, bs.full)
+        batch_cv2 = np.maximum(bs.g_second / np.maximum(bs.g_mean, 1e-300) ** 2 - 1.0, 0.0)
+        interrupt = lam_hi * _safe_div(r0_hi * 2.0, lam_hi) * bs.g_mean
+        if not chunked:
+            frac = (1 - rho_hi) * bs.busy
+            r0 = r0_hi + frac * bs.g_second / np.maximum(2.0 * bs.g_mean, 1e-300)
+            wait_pre = np.where(unstable_hi, np.inf, r0 / np.maximum(1 - rho_hi, 1e-12))
+            pre_util = rho_hi
+        # prompts on a disaggregated decode pool do not exist; colocated prompts wait for a slot
+        colocated = bool(lp.prefill)
+        for w in hi:
+            extra = admit if (colocated and w in lp.prefill) else 0.0
+            res.time[id(w)] = extra + wait_pre + w.mean
+            res.var[id(w)] = (_wait_var(wait_pre, np.maximum(pre_util, 1e-9))
+                              + (admit_var if (colocated and w in lp.prefill) else 0.0)
+                              + (w.second - w.mean ** 2))
+        if chunked:
+            for w in lp.prefill:
+                s1 = w.tokens / speed
+                s2 = (w.tokens_second - w.tokens ** 2) / speed ** 2
+                res.time[id(w)] = admit + wait_pre + s1 + tm / 2.0
+                res.var[id(w)] = _wait_var(wait_pre, np.maximum(f, 1e-9)) + admit_var + s2
+        for w in lp.decode:
+            own_admit = 0.0 if colocated else admit
+            res.time[id(w)] = own_admit + w.tokens * w.max_factor * tau
+            tv = tau ** 2 * batch_cv2 + interrupt / max(w.tokens, 1.0)
+            res.tpot_var[id(w)] = tv
+            res.var[id(w)] = ((0.0 if colocated else admit_var)
+                              + (w.tokens_second - w.tokens ** 2) * tau ** 2
+                              + w.tokens_second * tv)
+        unstable = ~finite | unstable_pre | unstable_hi
+        util = np.minimum(pre_util + (1 - np.minimum(pre_util, 1.0)) * bs.busy, 1.0)
+        batch = bs.mean_running
+    label = f"pool {name!r} " + ("decode" if not lp.prefill else
+                                 "prefill+decode" if not chunked else "chunked prefill+decode")
+    res.unstable[label] = unstable
+    res.pool_util[name] = np.where(unstable, 1.0, util)
+    res.pool_batch[name] = np.where(unstable, cap, batch)
+    res.pool_cap[name] = cap + 0.0
+    res.pool_context[name] = ctx
+    res.iterations = max(res.iterations, iterations)
+    res.residual = max(res.residual, residual)
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    b = np.asarray(b, dtype=float)
+    return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
+
+
+def _interp(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``table[..., n-1]`` (n = 1..L) at real ``x`` (broadcast)."""
+    L = table.shape[-1]
+    x = np.clip(np.asarray(x, dtype=float), 1.0, L)
+    lo = np.clip(np.floor(x).astype(int), 1, L)
+    hi = np.clip(lo + 1, 1, L)
+    frac = x - lo
+    tlo = np.take_along_axis(table, (lo - 1)[..., None], -1)[..., 0]
+    thi = np.take_along_axis(table, (hi - 1)[..., None], -1)[..., 0]
+    return tlo + frac * (thi - tlo)
+
+
+def _solve_shared(name: str, works: list[_Work], instances: int, lam: np.ndarray,
+                  res: _Result, kind: str, K: int) -> None:
+    """FCFS M/G/c pools (kind "fcfs") or processor-sharing tiers and links (kind "ps")."""
+    lam_tot = _rate(lam, works, 1.0)
+    mean_work = _rate(lam, works, 1.0, "mean")
+    coef = np.zeros(K)
+    for w in works:
+        coef[w.cls] += w.visits * w.mean / instances
+    if kind == "fcfs":
+        s1 = _safe_div(mean_work, lam_tot)
+        s2 = _safe_div(_rate(lam, works, 1.0, "second"), lam_tot)
+        if not np.any(lam_tot > 0):
+            s1 = np.asarray(sum(w.mean for w in works) / len(works))
+            s2 = np.asarray(sum(w.second for w in works) / len(works))
+        scv = np.maximum(s2 / np.maximum(s1 * s1, 1e-300) - 1.0, 0.0)
+        wait = mgc_wait(lam_tot, s1, scv, instances)
+        rho = mean_work / instances
+        for w in works:
+            res.time[id(w)] = wait + w.mean
+            res.var[id(w)] = _wait_var(wait, np.minimum(rho, 1.0)) + w.second - w.mean ** 2
+        res.unstable[f"pool {name!r}"] = rho >= 1.0
+        res.pool_util[name] = np.minimum(rho, 1.0)
+        res.pool_batch[name] = np.zeros_like(rho) + np.nan
+        res.pool_cap[name] = np.zeros_like(rho) + np.nan
+        res.pool_context[name] = np.zeros_like(rho) + np.nan
+        res.capacity_terms.append((f"pool {name!r}", coef))
+    else:
+        rho = mean_work / instances
+        stable = rho < 1.0
+        for w in works:
+            t = np.where(stable, w.mean / np.maximum(1.0 - rho, 1e-12), np.inf)
+            res.time[id(w)] = t
+            res.var[id(w)] = t * t
+        res.unstable[name] = ~stable
+        res.capacity_terms.append((name, coef))
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _solve_all(plan: _Plan, lam: np.ndarray, damping: float, tol: float,
+               max_iter: int) -> _Result:
+    res = _Result()
+    K = len(plan.scenario.classes)
+    for lp in plan.llm.values():
+        _solve_llm(lp, lam, res, _tables(plan, lp), damping, tol, max_iter, K)
+    for name, works in plan.fcfs.items():
+        _solve_shared(name, works, plan.scenario.pool(name).devices, lam, res, "fcfs", K)
+    for name, (instances, works) in plan.tiers.items():
+        _solve_shared(f"tier {name!r}", works, instances, lam, res, "ps", K)
+    for (link, pool), (instances, works) in plan.links.items():
+        _solve_shared(f"link {link!r} from pool {pool!r}", works, instances, lam, res, "ps", K)
+    return res
+
+
+def _tables(plan: _Plan, lp: _LLMPool) -> _StepTable:
+    cache = plan.__dict__.setdefault("_step_tables", {})
+    if lp.pool.name not in cache:
+        cache[lp.pool.name] = _StepTable(lp)
+    return cache[lp.pool.name]
+
+
+def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
+    """Per class: ttft, tpot, e2e means and variances, and the per-stage breakdown."""
+    K = len(plan.scenario.classes)
+    out = {name: np.zeros((K,) + shape) for name in
+           ("ttft", "ttft_var", "tpot", "tpot_var", "e2e", "e2e_var")}
+    labels: list[str] = []
+    for segs in plan.segments:
+        for s in segs:
+            if s.label not in labels:
+                labels.append(s.label)
+    breakdown = np.zeros((K, len(labels)) + shape)
+    for k, segs in enumerate(plan.segments):
+        after_main = np.zeros(shape)
+        tpot_var = np.zeros(shape)
+        for s in segs:
+            if s.work is None:
+                mean, var = np.full(shape, s.seconds), np.zeros(shape)
+            else:
+                mean, var = res.time[id(s.work)], res.var[id(s.work)]
+            p = s.probability
+            contrib = p * mean
+            contrib_var = p * (var + mean * mean) - contrib * contrib
+            contrib = np.where(np.isfinite(mean), contrib, np.inf)
+            contrib_var = np.where(np.isfinite(mean), contrib_var, np.inf)
+            breakdown[k, labels.index(s.label)] += contrib
+            out["e2e"][k] += contrib
+            out["e2e_var"][k] += contrib_var
+            if s.before_first_token:
+                out["ttft"][k] += contrib
+                out["ttft_var"][k] += contrib_var
+            elif s.main:
+                after_main = after_main + contrib
+                if s.kind == "decode":
+                    tpot_var = tpot_var + p * res.tpot_var.get(id(s.work), 0.0)
+        n = plan.decoded_tokens[k] - 1.0
+        out["tpot"][k] = after_main / n if n > 0 else np.nan
+        out["tpot_var"][k] = tpot_var
+        saturated = ~np.isfinite(out["e2e"][k])
+        for name in ("ttft", "tpot"):
+            out[name][k] = np.where(saturated, np.inf, out[name][k])
+    return out, labels, breakdown
+
+
+def _capacity(plan: _Plan, res: _Result, lam: np.ndarray) -> tuple[np.ndarray, list]:
+    """Largest arrival rate of each class that keeps every station stable, others fixed."""
+    K = len(plan.scenario.classes)
+    shape = lam.shape[1:]
+    best = np.full((K,) + shape, np.inf)
+    names = np.full((K,) + shape, "", dtype=object)
+    for name, coef in res.capacity_terms:
+        if name == "chunked":
+            caps, label = _chunked_capacity(coef, lam, K), f"pool {coef[0].name!r} chunked"
+        else:
+            used = np.tensordot(coef, lam, axes=(0, 0))
+            caps = np.full((K,) + shape, np.inf)
+            for k in range(K):
+                if coef[k] > 0:
+                    caps[k] = (1.0 - (used - coef[k] * lam[k])) / coef[k]
+        caps = np.maximum(caps, 0.0)
+        better = caps < best
+        best = np.where(better, caps, best)
+        names = np.where(better, label if name == "chunked" else name, names)
+    return best, names
+
+
+def _chunked_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
+    pool, lp, tB, tmB, cap, bbar = term
+    R = pool.replicas
+    # prompt tokens per step at the current mean batch: exact at the boundary, where the
+    # operating point is the saturated one
+    room = np.maximum(pool.chunk_tokens - bbar, 1.0)
+    theta = np.zeros(K)
+    pi = np.zeros(K)
+    for w in lp.decode:
+        theta[w.cls] += w.visits * w.tokens / R
+    for w in lp.prefill:
+        pi[w.cls] += w.visits * w.tokens / R
+    A = tB / cap
+    Bq = (tmB - tB) * tmB / (room * cap)
+    out = np.full((K,) + lam.shape[1:], np.inf)
+    for k in range(K):
+        th_o = np.tensordot(theta, lam, axes=(0, 0)) - theta[k] * lam[k]
+        pi_o = np.tensordot(pi, lam, axes=(0, 0)) - pi[k] * lam[k]
+        pre = np.where(pi[k] > 0, (room / tmB - pi_o) / max(pi[k], 1e-300), np.inf)
+        a2 = theta[k] * pi[k] * Bq
+        a1 = theta[k] * (A + Bq * pi_o) + th_o * Bq * pi[k]
+        a0 = th_o * (A + Bq * pi_o) - 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quad = np.where(a2 > 0, (-a1 + np.sqrt(np.maximum(a1 * a1 - 4 * a2 * a0, 0.0)))
+                            / (2 * np.where(a2 > 0, a2, 1.0)),
+                            np.where(a1 > 0, -a0 / np.where(a1 > 0, a1, 1.0), np.inf))
+        out[k] = np.minimum(pre, quad)
+    return out
+
+
+def _rates(scenario: Scenario, rates: Mapping[str, Any] | None) -> list[xr.DataArray]:
+    rates = dict(rates or {})
+    unknown = set(rates) - {c.name for c in scenario.classes}
+    if unknown:
+        raise ValidationError(f"rates: unknown class {sorted(unknown)[0]!r}; valid: one of "
+                              f"{[c.name for c in scenario.classes]}")
+    out = []
+    for c in scenario.classes:
+        value = rates.get(c.name, c.rate if c.is_open else 0.0)
+        if c.name in rates and not c.is_open:
+            raise ValidationError(f"rates: class {c.name!r} is closed (clients = {c.clients}); "
+                                  "valid: rates for open classes only")
+        da = value if isinstance(value, xr.DataArray) else xr.DataArray(
+            np.asarray(value, dtype=float),
+            dims=() if np.ndim(value) == 0 else (f"{c.name}_rate",))
+        if da.ndim and da.dims == (f"{c.name}_rate",):
+            da = da.assign_coords({f"{c.name}_rate": da.values})
+        v = np.asarray(da.values, dtype=float)
+        if not np.all(np.isfinite(v)) or np.any(v < 0):
+            raise ValidationError(f"rates[{c.name!r}]: got {value!r}; valid: finite arrival rates "
+                                  ">= 0 (requests/s)")
+        out.append(da)
+    return list(xr.broadcast(*out))
+
+
+def evaluate(scenario: Scenario, *, rates: Mapping[str, Any] | None = None,
+             damping: float = 0.5, tol: float = 1e-6, max_iter: int = 500) -> xr.Dataset:
+    """Solve a scenario in closed form; the mapping and its limits are in the module docstring.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        From :func:`hermes_qn.load_scenario` or built in Python.
+    rates : mapping of class name to float or array, optional
+        Arrival rates (requests/s) of open classes overriding the scenario's;
+        a 1-D array becomes a dimension ``<class>_rate``, a DataArray keeps
+        its dimensions. Every metric is then computed for every point at once.
+    damping, tol, max_iter :
+        Fixed-point controls (chunked prefill, closed classes): step fraction
+        in (0, 1], relative tolerance, iteration cap.
+
+    Returns
+    -------
+    xarray.Dataset
+        Per class (dim ``class``): ``ttft``, ``tpot``, ``e2e`` (mean s) and
+        ``ttft_q``, ``tpot_q``, ``e2e_q`` (dim ``quantile``), ``throughput``
+        (requests/s), ``token_throughput`` (output tokens/s), ``goodput``
+        (requests/s meeting every SLO), ``slo_attainment``, ``slo_met``,
+        ``capacity`` (largest sustainable rate, others fixed) and
+        ``load_fraction`` (rate / capacity); per stage (dim ``stage``)
+        ``stage_time`` (s, summing to ``e2e``); per pool (dim ``pool``)
+        ``utilization``, ``batch_size``, ``max_batch``, ``kv_memory`` (bytes per
+        device), ``kv_fraction``, ``power`` (W); scalars ``energy_per_token``
+        (J per output token), ``cost_per_million_tokens`` (USD), ``saturated``
+        and ``saturated_station``. attrs: ``iterations``, ``residual``, ``notes``.
+
+    Raises
+    ------
+    ValidationError
+        Bad rates or fixed-point controls.
+    ConvergenceError
+        A fixed point did not settle in ``max_iter`` iterations.
+    """
+    if not isinstance(scenario, Scenario):
+        raise ValidationError(f"evaluate: got {type(scenario).__name__}; valid: a Scenario "
+                              "(hermes_qn.load_scenario(...) or hermes_qn.scenario.Scenario)")
+    if not (0 < damping <= 1):
+        raise ValidationError(f"damping: got {damping!r}; valid: 0 < damping <= 1")
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return _evaluate(scenario, rates, damping, tol, max_iter)
+
+
+def _evaluate(scenario: Scenario, rates: Mapping[str, Any] | None, damping: float, tol: float,
+              max_iter: int) -> xr.Dataset:
+    plan = _Plan(scenario)
+    classes = scenario.classes
+    K = len(classes)
+    rate_das = _rates(scenario, rates)
+    dims = rate_das[0].dims
+    coords = {d: rate_das[0].coords[d] for d in dims if d in rate_das[0].coords}
+    lam = np.stack([np.asarray(d.values, dtype=float) for d in rate_das])
+    shape = lam.shape[1:]
+    res, lam, closed_iter = _solve_with_closed(plan, lam, damping, tol, max_iter)
+    m, labels, breakdown = _class_metrics(plan, res, shape)
+    capacity, cap_station = _capacity(plan, res, lam)
+
+    unstable = np.zeros(shape, dtype=bool)
+    station = np.full(shape, "", dtype=object)
+    for name, flag in res.unstable.items():
+        flag = np.broadcast_to(flag, shape)
+        station = np.where(flag & ~unstable, name, station)
+        unstable = unstable | flag
+    finite = np.isfinite(m["e2e"])
+    throughput = np.where(finite, lam, np.minimum(lam, capacity))
+    answer = plan.answer_tokens.reshape((K,) + (1,) * len(shape))
+    tokens = throughput * answer
+
+    q = np.asarray(QUANTILES)
+    quant = {name: gamma_quantile(m[name], m[f"{name}_var"], q) for name in ("ttft", "tpot", "e2e")}
+    attain = np.ones((K,) + shape)
+    met = np.ones((K,) + shape, dtype=bool)
+    for k, c in enumerate(classes):
+        if c.slo is None:
+            continue
+        for name in ("ttft", "tpot", "e2e"):
+            target = getattr(c.slo, name)
+            if target is None:
+                continue
+            attain[k] *= gamma_cdf(m[name][k], m[f"{name}_var"][k], target)
+            at_pct = gamma_quantile(m[name][k], m[f"{name}_var"][k],
+                                    np.array([c.slo.percentile / 100.0]))[..., 0]
+            met[k] &= at_pct <= target
+
+    pools = [p.name for p in scenario.pools]
+    P = len(pools)
+    util = np.zeros((P,) + shape)
+    batch = np.full((P,) + shape, np.nan)
+    maxb = np.full((P,) + shape, np.nan)
+    kv = np.full((P,) + shape, np.nan)
+    kv_frac = np.full((P,) + shape, np.nan)
+    power = np.zeros((P,) + shape)
+    price = np.zeros(shape)
+    notes = list(dict.fromkeys(plan.notes))
+    for i, p in enumerate(scenario.pools):
+        if p.name in res.pool_util:
+            util[i] = res.pool_util[p.name]
+        if p.name in res.pool_batch and p.decoder is not None:
+            batch[i] = res.pool_batch[p.name]
+            maxb[i] = res.pool_cap[p.name]
+            kv[i] = batch[i] * res.pool_context[p.name] * p.memory.kv_bytes_per_token
+            kv_frac[i] = kv[i] / p.memory.kv_cache_bytes
+        power[i], note = _pool_power(p, util[i])
+        if note:
+            notes.append(note)
+        hourly = p.price_per_hour if p.price_per_hour is not None else p.device.price_per_hour
+        if hourly is None:
+            notes.append(f"pool {p.name!r}: {p.device.name} has no price_per_hour; cost is NaN "
+                         "(give the pool a price_per_hour)")
+            hourly = np.nan
+        price = price + p.devices * hourly / 3600.0
+    total_tokens = tokens.sum(axis=0)
+    energy = _safe_div(power.sum(axis=0), total_tokens)
+    cost = _safe_div(price * 1e6, total_tokens)
+    energy = np.where(total_tokens > 0, energy, np.nan)
+    cost = np.where(total_tokens > 0, cost, np.nan)
+
+    cdims = ("class",) + dims
+    ds = xr.Dataset(
+        {
+            "ttft": (cdims, m["ttft"], {"units": "s", "long_name": "time to first token (mean)"}),
+            "tpot": (cdims, m["tpot"], {"units": "s", "long_name": "time per output token (mean)"}),
+            "e2e": (cdims, m["e2e"], {"units": "s", "long_name": "end-to-end latency (mean)"}),
+            "ttft_q": (("class",) + dims + ("quantile",), quant["ttft"], {"units": "s"}),
+            "tpot_q": (("class",) + dims + ("quantile",), quant["tpot"], {"units": "s"}),
+            "e2e_q": (("class",) + dims + ("quantile",), quant["e2e"], {"units": "s"}),
+            "throughput": (cdims, throughput, {"units": "requests/s"}),
+            "token_throughput": (cdims, tokens, {"units": "tokens/s",
+                                                 "long_name": "output (answer) tokens per second"}),
+            "goodput": (cdims, throughput * attain, {"units": "requests/s",
+                                                      "long_name": "requests meeting every SLO"}),
+            "slo_attainment": (cdims, attain, {"units": "1"}),
+            "slo_met": (cdims, met, {"long_name": "SLO percentile of every objective within target"}),
+            "capacity": (cdims, capacity, {"units": "requests/s",
+                                           "long_name": "largest stable arrival rate, others fixed"}),
+            "capacity_station": (cdims, cap_station.astype(str)),
+            "load_fraction": (cdims, _safe_div(lam, capacity) + np.where(capacity == 0, np.inf, 0),
+                              {"units": "1", "long_name": "arrival rate / capacity"}),
+            "stage_time": (("class", "stage") + dims, breakdown, {"units": "s"}),
+            "utilization": (("pool",) + dims, util, {"units": "1"}),
+            "batch_size": (("pool",) + dims, batch, {"units": "sequences",
+                                                     "long_name": "mean running batch per replica"}),
+            "max_batch": (("pool",) + dims, maxb, {"units": "sequences"}),
+            "kv_memory": (("pool",) + dims, kv, {"units": "B", "long_name": "KV cache in use per device"}),
+            "kv_fraction": (("pool",) + dims, kv_frac, {"units": "1"}),
+            "power": (("pool",) + dims, power, {"units": "W"}),
+            "energy_per_token": (dims, energy, {"units": "J/token"}),
+            "cost_per_million_tokens": (dims, cost, {"units": "USD"}),
+            "saturated": (dims, unstable),
+            "saturated_station": (dims, station.astype(str)),
+        },
+        coords={"class": [c.name for c in classes], "quantile": list(QUANTILES),
+                "stage": labels, "pool": pools, **coords},
+        attrs={"scenario": scenario.name, "method": "closed-form",
+               "iterations": int(max(res.iterations, closed_iter)),
+               "residual": float(res.residual), "notes": "; ".join(dict.fromkeys(notes))},
+    )
+    return ds
+
+
+def _pool_power(pool: Pool, util: np.ndarray) -> tuple[np.ndarray, str]:
+    dev = pool.device
+    peak = dev.peak_power
+    if peak is None:
+        return np.full(np.shape(util), np.nan), (f"pool {pool.name!r}: {dev.name} has no "
+                                                 "peak_power; power and energy are NaN")
+    idle = pool.idle_power if pool.idle_power is not None else dev.idle_power
+    note = ""
+    if idle is None:
+        idle = peak
+        note = (f"pool {pool.name!r}: no idle power for {dev.name}; power taken at peak "
+                "(an upper bound on energy; give the pool an idle_power)")
+    return pool.devices * np.asarray(_energy.power(dev, np.clip(util, 0.0, 1.0),
+                                                   idle_power=idle)), note
+
+
+def _solve_with_closed(plan: _Plan, lam: np.ndarray, damping: float, tol: float,
+                       max_iter: int) -> tuple[_Result, np.ndarray, int]:
+    """Solve; closed classes by the fixed point X = N / (Z + E2E(X)) (see Limits)."""
+    classes = plan.scenario.classes
+    closed = [k for k, c in enumerate(classes) if not c.is_open]
+    res = _solve_all(plan, lam, damping, tol, max_iter)
+    if not closed:
+        return res, lam, 0
+    lam = lam.copy()
+    for it in range(1, max_iter + 1):
+        m, _, _ = _class_metrics(plan, res, lam.shape[1:])
+        cap, _ = _capacity(plan, res, lam)
+        residual = 0.0
+        for k in closed:
+            c = classes[k]
+            target = c.clients / (c.think_time + m["e2e"][k])
+            target = np.minimum(np.where(np.isfinite(target), target, 0.0), 0.999 * cap[k])
+            new = lam[k] + damping * (target - lam[k])
+            residual = max(residual, float(np.max(np.abs(new - lam[k])
+                                                  / np.maximum(np.abs(new), 1e-12))))
+            lam[k] = new
+        res = _solve_all(plan, lam, damping, tol, max_iter)
+        if residual < tol:
+            return res, lam, it
+    raise ConvergenceError(f"evaluate: closed-class fixed point did not settle in {max_iter} "
+                           f"iterations (residual {residual:.3g}); valid: raise max_iter or "
+                           "change damping", iterations=max_iter, residual=residual)
