@@ -86,15 +86,15 @@ def embed_time(stage: Embed, pool: Pool, tokens: Any) -> Any:
 
 
 @lru_cache(maxsize=256)
-def _search_seconds(stage: Search, pool_device: Any) -> float:
-    cost = rag.search(stage.index, stage.corpus, stage.dim, device=pool_device, k=stage.k,
-                      **stage.options)
-    return float(cost.time)
+def _search_seconds(index: str, corpus: float, dim: int, k: int, options: tuple,
+                    device: Any) -> float:
+    return float(rag.search(index, corpus, dim, device=device, k=k, **dict(options)).time)
 
 
 def search_time(stage: Search, pool: Pool) -> float:
     """Seconds of one query's vector search on one device of ``pool`` (batch of 1)."""
-    return _search_seconds(stage, pool.device)
+    return _search_seconds(stage.index, stage.corpus, stage.dim, stage.k,
+                           tuple(sorted(stage.options.items())), pool.device)
 
 
 def rerank_time(stage: Rerank, pool: Pool, query_tokens: Any = 0.0) -> Any:
