@@ -549,9 +549,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                                 pre_second / speed ** 2 / 2.0 / np.maximum(1 - f, 1e-12))
             wait_pre = wait_pre + np.where(lam_hi > 0, r0_hi / np.maximum(1 - rho_hi, 1e-12), 0)
             pre_util = f
-            tB = np.take_along_axis(t_dec, cap[..., None] - 1, -1)[..., 0]
-            tmB = np.take_along_axis(t_mix, cap[..., None] - 1, -1)[..., 0]
-            res.capacity_terms.append(("chunked", (pool, lp, tB, tmB, cap, bbar)))
+            res.capacity_terms.append(("chunked", (pool, lp, t_dec, t_mix, cap, stretch)))
         else:
             step = t_dec * stretch[..., None]
             mult = b * step[..., :1] / step
@@ -758,32 +756,62 @@ def _capacity(plan: _Plan, res: _Result, lam: np.ndarray) -> tuple[np.ndarray, l
 
 
 def _chunked_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
-    pool, lp, tB, tmB, cap, bbar = term
+    """Stability boundary of a chunked-prefill replica, per class (others fixed).
+
+    Two ways to saturate: decode, with a full batch ``B`` and a fraction ``f``
+    of mixed steps (a quadratic in the rate, solved directly); or the prompt
+    stream (``f`` reaches 1), where every step is mixed and the decode batch
+    ``b`` is that of a batch station with mixed steps: ``Pi t_m(b) / (C - b) = 1``,
+    monotone in the rate and solved by vectorised bisection.
+    """
+    pool, lp, t_dec, t_mix, cap, stretch = term
     R = pool.replicas
-    # prompt tokens per step at the current mean batch: exact at the boundary, where the
-    # operating point is the saturated one
-    room = np.maximum(pool.chunk_tokens - bbar, 1.0)
+    C = pool.chunk_tokens
     theta = np.zeros(K)
     pi = np.zeros(K)
     for w in lp.decode:
         theta[w.cls] += w.visits * w.tokens / R
     for w in lp.prefill:
         pi[w.cls] += w.visits * w.tokens / R
+    L = t_dec.shape[-1]
+    b = np.arange(1, L + 1)
+    tB = np.take_along_axis(t_dec, cap[..., None] - 1, -1)[..., 0] * stretch
+    tmB = np.take_along_axis(t_mix, cap[..., None] - 1, -1)[..., 0] * stretch
+    roomB = np.maximum(C - cap, 1.0)
     A = tB / cap
-    Bq = (tmB - tB) * tmB / (room * cap)
+    Bq = (tmB - tB) * tmB / (roomB * cap)
+    step = t_mix * stretch[..., None]
+    mult = b * step[..., :1] / step
+    mult = np.where(b > cap[..., None], np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
     out = np.full((K,) + lam.shape[1:], np.inf)
     for k in range(K):
         th_o = np.tensordot(theta, lam, axes=(0, 0)) - theta[k] * lam[k]
         pi_o = np.tensordot(pi, lam, axes=(0, 0)) - pi[k] * lam[k]
-        pre = np.where(pi[k] > 0, (room / tmB - pi_o) / max(pi[k], 1e-300), np.inf)
         a2 = theta[k] * pi[k] * Bq
         a1 = theta[k] * (A + Bq * pi_o) + th_o * Bq * pi[k]
         a0 = th_o * (A + Bq * pi_o) - 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            quad = np.where(a2 > 0, (-a1 + np.sqrt(np.maximum(a1 * a1 - 4 * a2 * a0, 0.0)))
-                            / (2 * np.where(a2 > 0, a2, 1.0)),
-                            np.where(a1 > 0, -a0 / np.where(a1 > 0, a1, 1.0), np.inf))
-        out[k] = np.minimum(pre, quad)
+        quad = np.where(a2 > 0, (-a1 + np.sqrt(np.maximum(a1 * a1 - 4 * a2 * a0, 0.0)))
+                        / (2 * np.where(a2 > 0, a2, 1.0)),
+                        np.where(a1 > 0, -a0 / np.where(a1 > 0, a1, 1.0), np.inf))
+        if pi[k] == 0:
+            out[k] = quad
+            continue
+
+        def prompt_load(x: np.ndarray) -> np.ndarray:
+            bs = batch_station((th_o + theta[k] * x) * step[..., 0], mult, cap)
+            bbar = np.where(np.isfinite(bs.mean_running), bs.mean_running, cap)
+            tm = _interp(step, np.maximum(bbar, 1.0))
+            return (pi_o + pi[k] * x) * tm / np.maximum(C - bbar, 1.0)
+
+        lo = np.zeros_like(quad)
+        hi = np.where(np.isfinite(quad), quad, C / (pi[k] * step[..., 0]))
+        saturated_at_hi = prompt_load(hi) >= 1.0
+        for _ in range(48):
+            mid = 0.5 * (lo + hi)
+            over = prompt_load(mid) >= 1.0
+            lo = np.where(over, lo, mid)
+            hi = np.where(over, mid, hi)
+        out[k] = np.where(saturated_at_hi, lo, quad)
     return out
 
 
