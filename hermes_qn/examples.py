@@ -52,3 +52,57 @@ def random_closed_network(rng: np.random.Generator, *, load_dependent: bool = Fa
         classes[f"c{k}"] = Closed(int(rng.integers(2, 16)), float(rng.uniform(0, 5)))
         demands[f"c{k}"] = {s: float(rng.uniform(0.01, 1.0)) for s in stations}
     return Network(stations=stations, classes=classes, demands=demands)
+
+
+def multi_pool_scenario(rate_scale: float = 1.0) -> "Scenario":
+    """Five request classes over eight pools of five device types (the benchmark's large case).
+
+    Chat and code on colocated H100 and A100 pools, retrieval on CPU sockets, a
+    reasoning class with chunked prefill on H200, a routed class split between
+    two 8B pools, and a cross-vendor disaggregated 70B deployment (MI300X
+    prefill, H100 decode, InfiniBand). ``rate_scale`` multiplies every rate.
+    """
+    from .scenario import (Embed, Generate, Pool, RequestClass, Scenario, Search, SLO, Target)
+    from .workload import TokenLengths, dataset
+
+    pools = (
+        Pool("cpu", "Xeon-8480+", devices=4, models=("e5-base-v2",)),
+        Pool("h100-chat", "H100-SXM", devices=8, models=("llama-3.1-8b",)),
+        Pool("a100-chat", "A100-80GB-SXM", devices=4, models=("llama-3.1-8b",),
+             batching="chunked", chunk_tokens=512),
+        Pool("h200-reason", "H200", devices=8, tp=2, models=("qwen3-32b",), batching="chunked",
+             chunk_tokens=1024),
+        Pool("mi300x-prefill", "MI300X", devices=4, tp=2, models=("llama-3.1-70b",)),
+        Pool("h100-decode", "H100-SXM", devices=8, tp=4, models=("llama-3.1-70b",)),
+        Pool("l40s-small", "L40S", devices=4, models=("qwen2.5-7b",), batching="static",
+             batch_cap=32),
+        Pool("gpu-rerank", "H100-SXM", devices=1, models=("bge-reranker-base",)),
+    )
+    conv, code = dataset("azure-conv"), dataset("azure-code")
+    slo = SLO(ttft=1.0, tpot=0.1, percentile=90)
+    rag_search = Search("cpu", "ivf_pq", corpus=1e7, dim=768, k=20, retrieved_tokens=1500,
+                        options={"nlist": 16384, "nprobe": 32, "pq_m": 96, "precision": "bf16"})
+    classes = (
+        RequestClass("chat", (Generate.on("h100-chat", "llama-3.1-8b"),), *conv,
+                     rate=20.0 * rate_scale, slo=slo),
+        RequestClass("rag", (Embed("cpu", "e5-base-v2"), rag_search,
+                             Generate.on("a100-chat", "llama-3.1-8b")),
+                     TokenLengths.of(200, 0.5), TokenLengths.of(200, 1.0),
+                     rate=4.0 * rate_scale, slo=slo),
+        RequestClass("code", (Generate((Target("llama-3.1-70b", prefill_pool="mi300x-prefill",
+                                               decode_pool="h100-decode",
+                                               link="IB-NDR-400"),)),), *code,
+                     rate=2.0 * rate_scale, slo=slo),
+        RequestClass("reason", (Generate.on("h200-reason", "qwen3-32b", thinking=3.0, rounds=2,
+                                            round_delay=0.5, round_tokens=200),),
+                     TokenLengths.of(600, 0.5), TokenLengths.of(200, 1.0),
+                     rate=0.5 * rate_scale, slo=SLO(ttft=2.0, tpot=0.1)),
+        RequestClass("routed", (Generate((Target("llama-3.1-8b", pool="h100-chat",
+                                                 probability=0.3),
+                                          Target("qwen2.5-7b", pool="l40s-small",
+                                                 probability=0.7))),),
+                     TokenLengths.of(300, 0.5), TokenLengths.of(100, 1.0),
+                     rate=2.0 * rate_scale, slo=slo),
+    )
+    return Scenario("multi-pool", pools, classes,
+                    "5 classes over 8 pools (benchmark case of issue 4)")
