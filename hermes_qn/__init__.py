@@ -18,6 +18,7 @@ from .distributions import (
     HyperExponential,
     Lognormal,
 )
+from .analysis import sensitivity, slo_capacity
 from .evaluate import evaluate
 from .errors import ConvergenceError, HermesError, UnsupportedError, ValidationError
 from .hardware import Device, Link, MemoryTier, list_hardware, load_device
@@ -49,7 +50,9 @@ __all__ = [
     "memory_fit",
     "mixed_step",
     "prefill",
+    "sensitivity",
     "simulate",
+    "slo_capacity",
     "solve",
     # modules
     "distributions",
