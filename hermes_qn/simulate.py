@@ -625,12 +625,17 @@ def _simulate_iv(network, seed, horizon, warmup, replications, service, confiden
 def simulate(network: Network, *, seed=None, horizon: float | None = None,
              warmup: float | None = None, replications: int = 10,
              service: Mapping | None = None, confidence: float = 0.95,
-             max_events: int | None = None) -> xr.Dataset:
+             max_events: int | None = None, **scenario_options) -> xr.Dataset:
     """Simulate one network point with independent replications.
+
+    Given a :class:`~hermes_qn.scenario.Scenario` instead of a network, runs
+    the LLM-level sampler :func:`hermes_qn.llm_sampler.simulate_scenario`
+    (``seed``, ``replications`` and ``**scenario_options`` such as
+    ``requests``, ``warmup`` (a fraction there), ``records`` are passed on).
 
     Parameters
     ----------
-    network : Network
+    network : Network or Scenario
         A network without sweep dimensions. Any mix of open and closed
         classes, PS, FCFS and delay stations.
     seed : None, int or numpy.random.SeedSequence
@@ -703,6 +708,18 @@ def simulate(network: Network, *, seed=None, horizon: float | None = None,
     >>> abs(float(ds.response_time.sel({"class": "jobs"})) - 2.0) < 0.1  # M/M/1: 1 / (1 - 0.5)
     True
     """
+    from .scenario import Scenario
+    if isinstance(network, Scenario):
+        from .llm_sampler import simulate_scenario
+        if warmup is not None:
+            scenario_options["warmup"] = warmup
+        return simulate_scenario(network, seed=0 if seed is None else seed,
+                                 replications=replications if replications != 10 else 5,
+                                 **scenario_options)
+    if scenario_options:
+        raise ValidationError(f"simulate: unexpected argument(s) {sorted(scenario_options)} for a "
+                              "Network; valid: seed, horizon, warmup, replications, service, "
+                              "confidence, max_events")
     plan, seed_seq, horizon, warmup, replications, confidence, max_events = _simulate_iv(
         network, seed, horizon, warmup, replications, service, confidence, max_events)
     results = []
