@@ -9,22 +9,11 @@ the default scenario (issue 6 aims at 1 s for 10^4 points of rate x batch cap).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import hermes_qn as hq
+from bench_core import median_seconds  # the script's folder is on sys.path
 from hermes_qn.examples import multi_pool_scenario
-
-
-def median_seconds(fn, repeats: int = 9) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main() -> None:
