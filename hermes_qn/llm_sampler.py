@@ -102,9 +102,14 @@ Measurement
     later prefills count in it); E2E = completion of the pipeline - arrival.
     ``throughput`` and ``token_throughput`` count completions inside the
     window. Pool ``utilization``: busy time of the LLM engines (any step) and
-    of the RAG servers in the window / (replicas x window). ``batch_size``:
-    time average, over the window, of the sequences in a replica's running
-    decode batch (idle time counts as 0; a disaggregated prefill pool has 0).
+    of the RAG servers in the window / (replicas x window) (a pool whose
+    encoders and LLM are both busy can exceed 1, as they are separate
+    servers here). ``batch_size``: time average, over the window, of the
+    sequences in a replica's running decode batch (idle time counts as 0);
+    NaN for a pool that decodes nothing (RAG pools, disaggregated prefill
+    pools). attrs ``saturated`` is 1 when, in some replication, fewer than
+    90% as many requests completed in the window as arrived in it (the notes
+    then say so): the latencies then describe a growing backlog.
     Each replication has its own seed stream
     (``numpy.random.SeedSequence(seed).spawn``); estimates are means over
     replications, half-widths 95% Student-t across them (NaN with one).
@@ -585,6 +590,7 @@ class _Chunked(_Engine):
         dctx = self.run_kv / n if n else 0.0
         budget = self.chunk - n
         slices = []
+        direct = []
         if budget > 0:
             for s in self.prefilling:
                 take = min(budget, s.pre - s.done)
@@ -612,13 +618,13 @@ class _Chunked(_Engine):
                     slices.append((s, take))
                     budget -= take
                 else:
-                    # decode-only arrival: joins the batch from the next iteration
-                    self._enter(s)
-                    s.fin += 1
-                    s.k0 += 1
-                    self.fin.setdefault(s.fin, []).append(s)
+                    # decode-only arrival (KV already moved here): joins the batch after
+                    # this iteration
+                    direct.append(s)
         if not slices and not n:
-            if self.running:  # only decode-only arrivals entered
+            if direct:  # only decode-only arrivals: they decode from this iteration
+                for s in direct:
+                    self._enter(s)
                 self._start(t)
                 return
             self.busy_flag = False
@@ -632,12 +638,14 @@ class _Chunked(_Engine):
             dur = self.tables.mixed(n, dctx, c, w / c)
         else:
             dur = self.tables.decode(n, dctx)
-        self._step(t, dur, self._mixed_end, (n, slices))
+        self._step(t, dur, self._mixed_end, (n, slices, direct))
 
     def _mixed_end(self, t: float, arg) -> None:
-        n, slices = arg
+        n, slices, direct = arg
         if n:
             self._decode_done(t, n)
+        for s in direct:
+            self._enter(s)
         for s, take in slices:
             s.done += take
             if s.done >= s.pre:
@@ -1105,6 +1113,8 @@ def _summarise(rep: _Replication, scenario: Scenario) -> dict:
                 res[name][k] = x.mean()
                 res[name + "_q"][k] = np.quantile(x, QUANTILES)
     pools = scenario.pools
+    decoding = {tg.decode_on for c in scenario.classes for st in c.pipeline
+                if isinstance(st, Generate) for tg in st.targets}
     res["utilization"] = np.full(len(pools), np.nan)
     res["batch_size"] = np.full(len(pools), np.nan)
     for j, p in enumerate(pools):
@@ -1112,8 +1122,14 @@ def _summarise(rep: _Replication, scenario: Scenario) -> dict:
             b0, a0 = rep.snap0[p.name]
             b1, a1 = rep.snap1[p.name]
             res["utilization"][j] = (b1 - b0) / (p.replicas * span)
-            res["batch_size"][j] = (a1 - a0) / (p.replicas * span) if p.name in rep.engines \
-                else 0.0
+            if p.name in decoding:
+                res["batch_size"][j] = (a1 - a0) / (p.replicas * span)
+    # saturation: the window's completions fall short of its arrivals
+    arrived = rep.requests - 1 - rep.warm_n
+    completed = sum(int(np.sum((np.asarray(x) >= t0) & (np.asarray(x) <= t1)))
+                    for x in rep.done_times)
+    res["saturated"] = bool(arrived >= 50 and completed < 0.9 * arrived)
+    res["completion_ratio"] = completed / arrived if arrived > 0 else math.nan
     return res
 
 
@@ -1284,6 +1300,8 @@ def _dataset(scenario, results, seed, requests, replications, warmup, kinds, eve
                 hw = np.full(stack.shape[1:], np.nan)
         data[name] = (d, mean)
         data[name + "_halfwidth"] = (d, hw)
+    saturated = any(res["saturated"] for res in results)
+    ratio = min(res["completion_ratio"] for res in results)
     notes = (
         "LLM-level event sampler (hermes_qn.llm_sampler): iteration-level batching per "
         "replica, KV-cache admission and preemption, token counts drawn per request. "
@@ -1294,11 +1312,16 @@ def _dataset(scenario, results, seed, requests, replications, warmup, kinds, eve
         "running decode batch per replica. Step times are interpolated from tables of "
         f"StepModel (about 0.1%). Engines: {kinds}. Events: {events}; preemptions: "
         f"{preemptions}; wall time {elapsed:.1f} s.")
+    if saturated:
+        notes += (f" SATURATED: only {ratio:.0%} as many requests completed in the measurement "
+                  "window as arrived in it; the system does not keep up with the offered load, "
+                  "and the latencies describe a growing backlog, not a steady state.")
     ds = xr.Dataset(data, coords={"class": classes, "quantile": list(QUANTILES), "pool": pools})
     ds.attrs.update(method="sampler", seed=-1 if seed is None else int(seed),
                     requests=int(requests), replications=int(replications),
                     warmup=float(warmup), preemption=PREEMPTION, notes=notes,
-                    events=int(events), preemptions=int(preemptions))
+                    events=int(events), preemptions=int(preemptions),
+                    saturated=int(saturated))
     return ds
 
 
