@@ -32,11 +32,11 @@ Chunked prefill (``chunked``)
     prefill stream's utilisation). ``b``, ``f`` and the step times depend on
     each other: a damped fixed-point iteration settles them.
 Static batching (``static``)
-    A bulk-service station approximated as load dependent: a batch of ``b``
-    takes ``T(b) = prefill(b prompts) + E[max of b outputs] t(b)``, so the
-    speed with ``n`` waiting is ``min(n, B) T(1) / T(min(n, B))``. It ignores
-    that arrivals during a batch wait for the whole batch (gating); the error
-    is measured in ``validation/``.
+    Gated bulk service: a batch of ``b`` takes ``T(b) = prefill(b prompts) +
+    E[max of b outputs] t(b)``; a request finding the replica busy waits the
+    residual ``E[T^2] / (2 E[T])`` of the running batch and leaves with the next,
+    whose size solves ``b = max(1, lambda T(b))`` (capped at ``B``; a fixed
+    point). Queues longer than one batch (near capacity) are not modelled.
 Disaggregated prefill and decode
     Prefill replicas are M/G/1 FCFS queues of prompts; the KV cache crosses a
     processor-sharing link station (one per prefill replica, each TP rank on
@@ -102,7 +102,7 @@ __all__ = ["QUANTILES", "evaluate"]
 #: Quantiles reported for TTFT, TPOT and E2E.
 QUANTILES = (0.5, 0.9, 0.99)
 
-_POINTS = 64  # discretisation of parametric token distributions
+_POINTS = 512  # discretisation of parametric token distributions (tails matter for E[max])
 
 
 # --------------------------------------------------------------------------- token points
@@ -469,8 +469,6 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
     theta = zero + _rate(lam, lp.decode, R, "tokens")        # decode tokens/s per replica
     seqs = zero + _rate(lam, lp.decode, R)                   # sequences/s per replica
     ctx = zero + _context(lam, lp.decode)
-    if static:
-        ctx = ctx + 0.0
     cap = np.vectorize(pool.max_batch, otypes=[int])(ctx + 0.0)
     L = int(np.max(cap))
     t_dec = _per_point(ctx, lambda c: tables.table(c, "decode", L))          # (*S, L)
@@ -478,36 +476,56 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
     iterations, residual = 0, 0.0
 
     if static:
+        # Gated batches: a request that finds the replica busy waits for the running batch
+        # to end (the residual of a batch duration, inspection paradox), then leaves with the
+        # next batch, whose size is what arrived meanwhile: b = max(1, lambda T(b)) <= B.
         prompt = sum(w.visits * w.tokens for w in lp.prefill) / sum(w.visits for w in lp.prefill)
         pts = np.concatenate([w.points for w in lp.decode])
         emax = np.array([expected_max(pts, int(k)) for k in b])
+        emax2 = np.array([expected_max(pts ** 2, int(k)) for k in b])
         t_pre_b = np.asarray(lp.steps.prefill(prompt, 0.0, b.astype(float)), dtype=float)
-        T = (t_pre_b + emax * t_dec) * stretch[..., None]
-        mult = b * T[..., :1] / T
-        mult = np.where(b > cap[..., None], np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
-        rho = seqs * T[..., 0]
-        bs = batch_station(rho, mult, cap)
-        sojourn = np.where(seqs > 0, bs.mean_jobs / np.where(seqs > 0, seqs, 1), T[..., 0])
-        b_busy = np.where(bs.busy > 0, bs.mean_running / np.maximum(bs.busy, 1e-300), 1.0)
-        b_busy = np.clip(b_busy, 1.0, cap)
-        T_b = _interp(T, b_busy)
-        t_pre_busy = np.interp(b_busy, b, t_pre_b) * stretch
-        t_dec_busy = _interp(t_dec, b_busy) * stretch
-        wait = np.maximum(sojourn - T_b, 0.0)
+        # finished sequences leave and are not replaced: over a batch's decode the mean
+        # running count is b E[n] / E[max of b n]; steps are timed at that batch
+        running = np.maximum(b * pts.mean() / np.maximum(emax, 1e-300), 1.0)
+        lo = np.clip(np.floor(running).astype(int), 1, L)
+        frac = (np.clip(running, 1, L) - lo)
+        t_lo = np.take_along_axis(t_dec, np.broadcast_to(lo - 1, t_dec.shape), -1)
+        t_hi = np.take_along_axis(t_dec, np.broadcast_to(np.minimum(lo, L - 1), t_dec.shape), -1)
+        t_run = t_lo + frac * (t_hi - t_lo)
+        T = (t_pre_b + emax * t_run) * stretch[..., None]
+        T2 = (t_pre_b ** 2 + 2 * t_pre_b * emax * t_run + emax2 * t_run ** 2) \
+            * stretch[..., None] ** 2
+        bbar = zero + 1.0
+        for iterations in range(1, max_iter + 1):
+            new = np.clip(seqs * _interp(T, bbar), 1.0, cap)
+            residual = float(np.max(np.abs(new - bbar) / new, initial=0.0))
+            bbar = bbar + damping * (new - bbar)
+            if residual < tol:
+                break
+        else:
+            raise ConvergenceError(
+                f"evaluate: static-batch size on pool {name!r} did not settle in {max_iter} "
+                f"iterations (residual {residual:.3g}); valid: raise max_iter or lower damping",
+                iterations=max_iter, residual=residual)
+        T_b = _interp(T, bbar)
+        tB = np.take_along_axis(T, cap[..., None] - 1, -1)[..., 0]
+        unstable = (seqs * tB / cap >= 1.0) | unstable_hi
+        busy = np.minimum(seqs * T_b / bbar, 1.0)
+        wait = np.where(unstable, np.inf, busy * _interp(T2, bbar) / (2.0 * T_b))
+        t_pre_busy = np.interp(bbar, b, t_pre_b) * stretch
+        t_dec_busy = _interp(t_run, bbar) * stretch
         for w in lp.prefill:
-            res.time[id(w)] = wait + t_pre_busy + w.mean * 0.0
-            res.var[id(w)] = _wait_var(wait, bs.busy)
+            res.time[id(w)] = wait + t_pre_busy
+            res.var[id(w)] = _wait_var(wait, np.maximum(busy, 1e-9))
         for w in lp.decode:
-            res.time[id(w)] = w.tokens * w.max_factor * t_dec_busy
+            res.time[id(w)] = np.where(unstable, np.inf, w.tokens * w.max_factor * t_dec_busy)
             res.var[id(w)] = (w.tokens_second - w.tokens ** 2) * t_dec_busy ** 2
             res.tpot_var[id(w)] = zero
-        unstable = ~np.isfinite(bs.mean_jobs) | unstable_hi
-        util = np.minimum(rho_hi + (1 - rho_hi) * bs.busy, 1.0)
-        batch = bs.mean_running
-        tB = np.take_along_axis(T, cap[..., None] - 1, -1)[..., 0] / stretch
+        util = np.minimum(rho_hi + (1 - rho_hi) * busy, 1.0)
+        batch = bbar * busy
         coef = cap_hi.copy()
         for w in lp.decode:
-            coef[w.cls] += np.mean(w.visits / w.branches * tB / cap / R)
+            coef[w.cls] += np.mean(w.visits / w.branches * tB / stretch / cap / R)
         res.capacity_terms.append((f"pool {name!r} static batch", coef))
     else:
         if chunked:

@@ -50,7 +50,8 @@ def test_low_load_is_pure_service_time(batching):
         assert ds.ttft.item() == pytest.approx(1000 / (512 / steps.mixed(0, 0, 512, 500))
                                                + steps.mixed(0, 0, 512, 500) / 2, rel=0.02)
     else:
-        assert ds.ttft.item() == pytest.approx(prefill, rel=1e-6)
+        # static: a 1e-7 chance of finding a batch running adds its residual
+        assert ds.ttft.item() == pytest.approx(prefill, rel=1e-6 if batching != "static" else 1e-4)
     assert ds.tpot.item() == pytest.approx(step, rel=1e-6 if batching != "static" else 1e-2)
     assert ds.e2e.item() == pytest.approx(ds.ttft.item() + 199 * ds.tpot.item(), rel=1e-9)
 
