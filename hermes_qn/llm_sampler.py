@@ -238,6 +238,21 @@ class _Tables:
         return out
 
 
+_TABLE_CACHE: dict = {}
+
+
+def _tables(pool: Pool) -> _Tables:
+    """The step-time tables of ``pool``, cached by what they depend on (sweeps rebuild none)."""
+    key = (StepModel, repr(pool.device), repr(pool.decoder), pool.tp, pool.pp, pool.source,
+           pool.batch_cap)
+    got = _TABLE_CACHE.get(key)
+    if got is None:
+        if len(_TABLE_CACHE) >= 32:
+            _TABLE_CACHE.clear()
+        got = _TABLE_CACHE[key] = _Tables(pool)
+    return got
+
+
 # --------------------------------------------------------------------------- simulation objects
 
 
@@ -1215,7 +1230,7 @@ def simulate_scenario(scenario: Scenario, *, requests: int = 20000, warmup: floa
     requests = int(requests)
     replications = int(replications)
     used = _used_llm_pools(scenario)
-    tables = {p.name: _Tables(p) for p in scenario.pools
+    tables = {p.name: _tables(p) for p in scenario.pools
               if p.decoder is not None and p.name in used}
     kinds = _engine_kinds(scenario)
     root = np.random.SeedSequence(seed)
