@@ -727,6 +727,12 @@ class Scenario:
             if pool.device.category not in ("cpu", "gpu"):
                 raise _fail(f"{where}.pool", pool.name, "a pool of CPU or GPU devices (vector "
                             f"search has no cost model on {pool.device.category!r})")
+            from .rag import search  # the cost model checks its own options (nlist, precision...)
+            try:
+                search(stage.index, stage.corpus, stage.dim, device=pool.device, k=stage.k,
+                       **stage.options)
+            except (ValidationError, TypeError) as e:
+                raise ValidationError(f"{where}: {e}") from None
         elif isinstance(stage, Generate):
             for j, t in enumerate(stage.targets):
                 for key, name in (("pool", t.pool), ("prefill_pool", t.prefill_pool),

@@ -7,7 +7,6 @@ latency figure is plausible and usable by ``energy.power`` / ``transfer_time``.
 """
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,9 @@ import pytest
 from hermes_qn import energy, hardware
 from hermes_qn.errors import ValidationError
 
-CATALOG = Path(hardware.__file__).resolve().parent.parent / "hardware"
+from hermes_qn.catalog_paths import catalog_dir
+
+CATALOG = catalog_dir("hardware").resolve()  # the installed wheel's copy, or the source tree's
 
 # Devices whose idle_power has a published source (vendor document or measurement study).
 # None so far: no source consulted gives an absolute per-device idle figure (see each file's

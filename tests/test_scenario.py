@@ -113,3 +113,14 @@ def test_slo_and_class_arrivals_are_checked():
                      output_tokens=10)
     with pytest.raises(hq.ValidationError, match="slo.percentile"):
         SLO(ttft=1.0, percentile=120)
+
+
+def test_search_options_are_checked_when_the_scenario_is_built():
+    from hermes_qn.scenario import Search
+    cpu = Pool("cpu", "Xeon-8480+", devices=1)
+    gpu = Pool("gpu", "H100-SXM", devices=1, models=("llama-3.1-8b",))
+    bad = RequestClass("c", (Search("cpu", "ivf_pq", corpus=1e6, dim=768),
+                             Generate.on("gpu", "llama-3.1-8b")), prompt_tokens=10,
+                       output_tokens=10, rate=1.0)
+    with pytest.raises(hq.ValidationError, match=r"classes\[0\] \(c\).pipeline\[0\]"):
+        Scenario("s", (cpu, gpu), (bad,))
