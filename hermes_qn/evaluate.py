@@ -522,7 +522,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             res.var[id(w)] = (w.tokens_second - w.tokens ** 2) * t_dec_busy ** 2
             res.tpot_var[id(w)] = zero
         util = np.minimum(rho_hi + (1 - rho_hi) * busy, 1.0)
-        batch = bbar * busy
+        batch = busy * np.interp(bbar, b, running)  # time-average running, as the batch drains
         coef = cap_hi.copy()
         for w in lp.decode:
             coef[w.cls] += np.mean(w.visits / w.branches * tB / stretch / cap / R)
