@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable, TypeVar
+
+from .errors import ValidationError
+
+T = TypeVar("T")
 
 CATALOGS = ("hardware", "models", "scenarios")
 _PACKAGE = Path(__file__).resolve().parent
@@ -18,3 +24,23 @@ def catalog_dir(name: str) -> Path:
         raise ValueError(f"catalog: got {name!r}; valid: one of {CATALOGS}")
     installed = _PACKAGE / "catalogs" / name
     return installed if installed.is_dir() else _PACKAGE.parent / name
+
+
+@lru_cache(maxsize=2048)
+def _parse_once(parse: Callable[[Path], T], path: str, mtime_ns: int, size: int) -> T:
+    return parse(Path(path))
+
+
+def load_cached(path: Path, parse: Callable[[Path], T], what: str, valid: str) -> T:
+    """``parse(path)``, read once per (file, modification time, size): edits are re-read.
+
+    ``what`` names the kind of file and ``valid`` what a good path is, for the
+    error raised when ``path`` is missing or not a file.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        raise ValidationError(f"{what} file {str(path)!r} does not exist; valid: {valid}") from None
+    if not path.is_file():
+        raise ValidationError(f"{what} file {str(path)!r} is not a file; valid: {valid}")
+    return _parse_once(parse, str(path.resolve()), st.st_mtime_ns, st.st_size)

@@ -79,7 +79,6 @@ modelled (the service-time layer takes TP and PP).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 

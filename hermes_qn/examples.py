@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .network import Closed, Delay, Network, Open, Queue
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 
 def worked_example() -> Network:

@@ -40,14 +40,13 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from .catalog_paths import catalog_dir
+from .catalog_paths import catalog_dir, load_cached
 from .errors import ValidationError
 
 __all__ = [
@@ -691,21 +690,8 @@ def _parse(path: Path) -> Hardware:
         raise ValidationError(f"{where}: {exc}") from None
 
 
-@lru_cache(maxsize=1024)
-def _parse_cached(path: str, mtime_ns: int, size: int) -> Hardware:
-    return _parse(Path(path))
-
-
 def _load_file(path: Path) -> Hardware:
-    try:
-        st = path.stat()
-    except OSError:
-        raise ValidationError(f"hardware file {str(path)!r} does not exist; valid: a path to a "
-                              "readable .toml file") from None
-    if not path.is_file():
-        raise ValidationError(f"hardware file {str(path)!r} is not a file; valid: a path to a "
-                              ".toml file")
-    return _parse_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    return load_cached(path, _parse, "hardware", "a path to a readable .toml file")
 
 
 # --------------------------------------------------------------------------- lookup

@@ -138,7 +138,7 @@ import xarray as xr
 from scipy import stats
 
 from .errors import ValidationError
-from .scenario import Embed, Generate, KVFetch, Pause, Pool, Rerank, Scenario, Search
+from .scenario import Embed, Generate, KVFetch, Pool, Rerank, Scenario
 from .stage_times import (StepModel, embed_time, kv_fetch_time, kv_transfer_time, rerank_time,
                           search_time)
 

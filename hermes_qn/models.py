@@ -41,12 +41,11 @@ import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .catalog_paths import catalog_dir
+from .catalog_paths import catalog_dir, load_cached
 from .errors import ValidationError
 
 __all__ = [
@@ -659,18 +658,9 @@ def _parse(path: Path) -> Model:
     return Model(**top, moe=moe, mla=mla, published=published, sources=sources, path=path)
 
 
-@lru_cache(maxsize=256)
-def _parse_cached(path: str, mtime_ns: int, size: int) -> Model:
-    return _parse(Path(path))
-
-
 def _load_file(path: Path) -> Model:
-    try:
-        st = path.stat()
-    except OSError:
-        raise ValidationError(f"model file {str(path)!r} does not exist; valid: a path to a .toml "
-                              "file, or a catalog name from hermes_qn.models.list_models()") from None
-    return _parse_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    return load_cached(path, _parse, "model", "a path to a .toml file, or a catalog name from "
+                       "hermes_qn.models.list_models()")
 
 
 def _catalog_files() -> dict[str, Path]:

@@ -931,7 +931,7 @@ def scenario_from_dict(raw: Mapping[str, Any], *, origin: str = "scenario",
         if not isinstance(stages, list):
             raise _fail(f"{where}.pipeline", stages, "a list of stage tables "
                         "[{stage = 'generate', pool = ..., model = ...}, ...]")
-        body["pipeline"] = tuple(_located(f"{where}.pipeline[{i}]", _stage, f"stage", s, base)
+        body["pipeline"] = tuple(_located(f"{where}.pipeline[{i}]", _stage, "stage", s, base)
                                  for i, s in enumerate(stages))
         if "slo" in body:
             _check_keys(f"{where}.slo", body["slo"], {"ttft", "tpot", "e2e", "percentile"})
