@@ -47,17 +47,24 @@ RAG pools (embed, search, rerank on a pool without a decoder)
     M/G/c FCFS queues, one server per device (Allen-Cunneen, exact for c = 1).
     Encoder work on a pool that also runs a decoder is high-priority work on
     its replicas: it waits like a prefill and stretches the LLM's steps.
-KV tiers
-    Processor-sharing stations for the bandwidth time, spread over the tier's
-    ``instances``, plus the tier's latency.
+KV tiers and links
+    One processor-sharing station per tier or link name for the bandwidth
+    time, plus its latency: KV fetches and KV transfers over the same medium
+    share it (a PCIe or network link used by both contends). Copies: the
+    ``instances`` a fetch declares, else one per sending prefill replica.
 
 Contention
 ----------
-Two kinds of coupling are settled by one damped fixed-point iteration (the
+Stations on one physical resource: prefill and decode colocated on a
+replica (priority stretch, or the chunked fixed point), encoder work on an
+LLM pool (priority), and fetches and transfers on one medium (one shared PS
+station). Couplings are settled by damped fixed-point iterations (the
 result's attrs give ``iterations`` and ``residual``; a loop that does not
 settle raises :class:`~hermes_qn.errors.ConvergenceError`): the batch size
-and mixed-step fraction of chunked prefill, and the mean batch of decode
-stations (which sets the decode step a waiting prompt sees).
+and mixed-step fraction of chunked prefill, the batch size of static
+batching, and the throughput of closed classes. Not modelled: memory
+bandwidth shared between a CPU pool's vector search and a KV tier in the
+same host's DRAM.
 
 Percentiles
 -----------
@@ -168,6 +175,24 @@ class _LLMPool:
 
 
 @dataclass
+class _Medium:
+    """A tier or link: one processor-sharing station for every stage that moves bytes over it.
+
+    KV fetches from a tier and KV transfers over a link of the same catalog
+    name share it (and so contend). Copies: the largest ``instances`` a
+    fetch declares, else one per replica of the pools sending KV over it.
+    """
+
+    works: list[_Work] = field(default_factory=list)
+    declared: int | None = None
+    senders: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def instances(self) -> int:
+        return self.declared if self.declared else max(1, sum(self.senders.values()))
+
+
+@dataclass
 class _Segment:
     """A piece of a class's end-to-end time: ``kind`` says how to price it."""
 
@@ -188,8 +213,7 @@ class _Plan:
         self.scenario = scenario
         self.llm: dict[str, _LLMPool] = {}
         self.fcfs: dict[str, list[_Work]] = {}
-        self.tiers: dict[str, tuple[int, list[_Work]]] = {}
-        self.links: dict[tuple[str, str], tuple[int, list[_Work]]] = {}
+        self.media: dict[str, _Medium] = {}
         self.segments: list[list[_Segment]] = []
         self.answer_tokens = np.zeros(len(scenario.classes))
         self.decoded_tokens = np.zeros(len(scenario.classes))
@@ -248,8 +272,9 @@ class _Plan:
                     tp = self._fetch_tp(c, i)
                     secs, lat = kv_fetch_time(share, model, stage.reused_tokens, tp)
                     work = _Work(k, share.hit_rate, float(secs), float(secs) ** 2)
-                    entry = self.tiers.setdefault(share.tier.name, (share.instances, []))
-                    entry[1].append(work)
+                    medium = self.media.setdefault(share.tier.name, _Medium())
+                    medium.declared = max(medium.declared or 0, share.instances)
+                    medium.works.append(work)
                     segs.append(_Segment(f"{label}.{share.tier.name}", "tier", share.tier.name,
                                          work, probability=share.hit_rate,
                                          before_first_token=before))
@@ -321,9 +346,10 @@ class _Plan:
                     secs, lat = kv_transfer_time(t.link, pre.pool.decoder, context_end,
                                                  pre.pool.tp, pre.pool.kv_precision)
                     tw = _Work(k, t.probability, float(secs), float(secs) ** 2)
-                    key = (t.link.name, t.prefill_on)
-                    self.links.setdefault(key, (pre.pool.replicas, []))[1].append(tw)
-                    segs.append(_Segment(f"{lab}.kv_transfer", "transfer", key, tw,
+                    medium = self.media.setdefault(t.link.name, _Medium())
+                    medium.senders[t.prefill_on] = pre.pool.replicas
+                    medium.works.append(tw)
+                    segs.append(_Segment(f"{lab}.kv_transfer", "transfer", t.link.name, tw,
                                          probability=t.probability, before_first_token=before,
                                          main=main))
                     if lat:
@@ -693,10 +719,8 @@ def _solve_all(plan: _Plan, lam: np.ndarray, damping: float, tol: float,
         _solve_llm(lp, lam, res, _tables(plan, lp), damping, tol, max_iter, K)
     for name, works in plan.fcfs.items():
         _solve_shared(name, works, plan.scenario.pool(name).devices, lam, res, "fcfs", K)
-    for name, (instances, works) in plan.tiers.items():
-        _solve_shared(f"tier {name!r}", works, instances, lam, res, "ps", K)
-    for (link, pool), (instances, works) in plan.links.items():
-        _solve_shared(f"link {link!r} from pool {pool!r}", works, instances, lam, res, "ps", K)
+    for name, medium in plan.media.items():
+        _solve_shared(f"medium {name!r}", medium.works, medium.instances, lam, res, "ps", K)
     return res
 
 

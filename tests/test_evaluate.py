@@ -8,7 +8,7 @@ import pytest
 import hermes_qn as hq
 from hermes_qn.scenario import (Embed, Generate, KVFetch, Pause, Pool, RequestClass, Rerank,
                                 Scenario, Search, SLO, Target, TierShare)
-from hermes_qn.stage_times import StepModel, kv_fetch_time, search_time
+from hermes_qn.stage_times import StepModel, kv_fetch_time, kv_transfer_time, search_time
 from hermes_qn.workload import TokenLengths
 
 MODEL = "llama-3.1-8b"
@@ -223,3 +223,28 @@ def test_bad_arguments():
         hq.evaluate(sc, rates={"chat": -1.0})
     with pytest.raises(hq.ValidationError, match="damping"):
         hq.evaluate(sc, damping=0)
+
+
+def test_a_link_shared_by_kv_transfer_and_kv_fetch_contends():
+    def scenario(fetch_share):
+        pools = (Pool("pre", "H100-SXM", devices=2, models=(MODEL,)),
+                 Pool("dec", "H100-SXM", devices=2, models=(MODEL,)))
+        gen = Generate((Target(MODEL, prefill_pool="pre", decode_pool="dec",
+                               link="IB-NDR-400"),))
+        fetch = KVFetch(8192, (TierShare("IB-NDR-400", fetch_share, instances=2,
+                                         latency=5e-6),))
+        c = RequestClass("c", (fetch, gen), prompt_tokens=1000, output_tokens=50, rate=4.0)
+        return Scenario("shared", pools, (c,))
+    alone = hq.evaluate(scenario(0.0))
+    shared = hq.evaluate(scenario(0.9))
+    t_alone = alone.stage_time.sel(stage="generate.kv_transfer").item()
+    t_shared = shared.stage_time.sel(stage="generate.kv_transfer").item()
+    assert t_shared > t_alone
+    # one PS station with two copies: both flows see 1 / (1 - total utilisation)
+    sc = scenario(0.9)
+    model = hq.load_model(MODEL)
+    s_transfer, _ = kv_transfer_time(hq.hardware.load_link("IB-NDR-400"),
+                         model, 1000.0 + 8192, 1)  # the whole context moves
+    s_fetch, _ = kv_fetch_time(sc.classes[0].pipeline[0].tiers[0], model, 8192, 1)
+    rho = (4.0 * s_transfer + 4.0 * 0.9 * s_fetch) / 2
+    assert t_shared == pytest.approx(s_transfer / (1 - rho), rel=1e-9)
