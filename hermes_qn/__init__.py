@@ -8,7 +8,7 @@ about queues.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import distributions, energy, hardware, kv_tiers, models, rag, scenario, service, symbolic, workload
+from . import compare, distributions, energy, hardware, kv_tiers, models, rag, scenario, service, symbolic, workload
 from .distributions import (
     Deterministic,
     Empirical,
@@ -55,6 +55,7 @@ __all__ = [
     "slo_capacity",
     "solve",
     # modules
+    "compare",
     "distributions",
     "energy",
     "hardware",
