@@ -359,8 +359,8 @@ def write_report(rows, requests, replications, wall) -> str:
         f"(sampler: {requests} requests x {replications} replications per point, 10% warm-up, "
         f"seed {SEED}; all classes' rates scaled together to the stated fraction of evaluate's "
         f"capacity). Bold: a miss of the targets (means: 10% at loads <= 0.8; p90: 20%); "
-        "† marks a miss smaller than the sampler's half-width (3 replications: wide t "
-        "intervals near capacity). Figure: `llm_agreement.svg`. Full run: {wall / 60:.1f} min.",
+        f"† marks a miss smaller than the sampler's half-width ({replications} replications: wide t "
+        f"intervals near capacity). Figure: `llm_agreement.svg`. Full run: {wall / 60:.1f} min.",
         "",
         "Hardware: H100-SXM, one replica per pool, Llama-3.1-8B (Mistral-7B on the second "
         "routed pool); prompts 256 (short) or 3000 (long) tokens, SCV 0.5; outputs 200 tokens, "
