@@ -419,6 +419,17 @@ def _catalog_model(vidur_name: str) -> str | None:
     return None
 
 
+def _stand_in(kind: str, given: str, found: str | None, catalog: list[str], vidur_name: str,
+              overrides: dict[str, str], descr: list[str]) -> str:
+    """Check a caller's catalog ``given`` for Vidur's ``vidur_name`` and record a stand-in."""
+    if given not in catalog:
+        raise ValidationError(f"vidur_scenario: {kind}={given!r}; valid: one of {catalog}")
+    if found != given:
+        overrides[kind] = f"{given} (stand-in for Vidur's {vidur_name!r})"
+        descr.append(f"{kind} override: {given} stands in for Vidur's {vidur_name!r}")
+    return given
+
+
 def vidur_scenario(run_dir: str | Path, records: pd.DataFrame | None = None, *,
                    device: str | None = None, model: str | None = None,
                    source: str = "auto", name: str | None = None) -> Scenario:
@@ -470,12 +481,7 @@ def vidur_scenario(run_dir: str | Path, records: pd.DataFrame | None = None, *,
     cat_dev = VIDUR_DEVICES.get(vdev.lower()) or next(
         (d for d in devices if d.lower() == vdev.lower()), None)
     if device is not None:
-        if device not in devices:
-            raise ValidationError(f"vidur_scenario: device={device!r}; valid: one of {devices}")
-        if cat_dev != device:
-            overrides["device"] = f"{device} (stand-in for Vidur's {vdev!r})"
-            descr.append(f"device override: {device} stands in for Vidur's {vdev!r}")
-        cat_dev = device
+        cat_dev = _stand_in("device", device, cat_dev, devices, vdev, overrides, descr)
     elif cat_dev is None:
         raise ValidationError(f"vidur_scenario: {cfg_path.name}: device {vdev!r} is not in the "
                               f"hardware catalog (hermes_qn.list_hardware('device') = {devices}); "
@@ -485,12 +491,7 @@ def vidur_scenario(run_dir: str | Path, records: pd.DataFrame | None = None, *,
     models = list_models()
     cat_model = _catalog_model(vmodel)
     if model is not None:
-        if model not in models:
-            raise ValidationError(f"vidur_scenario: model={model!r}; valid: one of {models}")
-        if cat_model != model:
-            overrides["model"] = f"{model} (stand-in for Vidur's {vmodel!r})"
-            descr.append(f"model override: {model} stands in for Vidur's {vmodel!r}")
-        cat_model = model
+        cat_model = _stand_in("model", model, cat_model, models, vmodel, overrides, descr)
     elif cat_model is None:
         raise ValidationError(f"vidur_scenario: {cfg_path.name}: model {vmodel!r} is not in the "
                               f"model catalog (hermes_qn.list_models() = {models}); valid: pass "
