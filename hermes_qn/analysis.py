@@ -13,7 +13,7 @@ to a service-time input grows like ``1 / (1 - load)``, which is why results carr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import xarray as xr
@@ -23,14 +23,6 @@ from .evaluate import evaluate
 from .scenario import Scenario
 
 __all__ = ["sensitivity", "slo_capacity"]
-
-
-def _get(scenario: Scenario, path: str) -> float:
-    obj = _field_value(scenario, path)
-    if isinstance(obj, bool) or not isinstance(obj, (int, float)):
-        raise ValidationError(f"sensitivity input {path!r}: value {obj!r} is not a number; "
-                              "valid: a numeric field such as classes.<name>.rate")
-    return float(obj)
 
 
 def sensitivity(scenario: Scenario, inputs: Sequence[str],
@@ -60,8 +52,11 @@ def sensitivity(scenario: Scenario, inputs: Sequence[str],
     base = evaluate(scenario)
     out = {m: np.zeros((len(inputs), base.sizes["class"])) for m in metrics}
     for i, path in enumerate(inputs):
-        x = _get(scenario, path)
-        integer = isinstance(_field_value(scenario, path), int)
+        value = scenario.value(path)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(f"sensitivity input {path!r}: value {value!r} is not a number; "
+                                  "valid: a numeric field such as classes.<name>.rate")
+        x, integer = float(value), isinstance(value, int)
         h = max(abs(x) * rel_step, 1.0 if integer else 1e-12)
         lo_x = x - h if (x - h > 0 or x == 0) else x
         up = evaluate(scenario.with_value(path, int(x + h) if integer else x + h))
@@ -73,17 +68,6 @@ def sensitivity(scenario: Scenario, inputs: Sequence[str],
                                                     "long_name": f"elasticity of {m}"})
                        for m, v in out.items()},
                       coords={"input": list(inputs), "class": base["class"].values})
-
-
-def _field_value(scenario: Scenario, path: str) -> Any:
-    obj: Any = scenario
-    for part in path.split("."):
-        if isinstance(obj, tuple):
-            names = [getattr(x, "name", None) for x in obj]
-            obj = obj[names.index(part)] if part in names else obj[int(part)]
-        else:
-            obj = getattr(obj, part)
-    return obj
 
 
 def slo_capacity(scenario: Scenario, *, iterations: int = 40) -> xr.DataArray:

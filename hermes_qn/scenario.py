@@ -745,6 +745,19 @@ class Scenario:
                                     f"the decoder on pool {pool.name!r}: "
                                     f"{pool.decoder.name if pool.decoder else None}")
 
+    def value(self, path: str) -> Any:
+        """The value of one field, addressed as in :meth:`with_value` (``"classes.chat.rate"``)."""
+        parts = path.split(".")
+        obj: Any = self
+        for part in parts:
+            if isinstance(obj, tuple):
+                obj = obj[_find(f"value {path}", list(obj), part)]
+            elif dataclasses.is_dataclass(obj) and part in {f.name for f in dataclasses.fields(obj)}:
+                obj = getattr(obj, part)
+            else:
+                raise _fail(f"value {path}", part, f"a field of {type(obj).__name__}")
+        return obj
+
     def with_value(self, path: str, value: Any) -> "Scenario":
         """A copy with one field changed, e.g. ``"classes.chat.rate"``, ``"pools.gpu.batch_cap"``.
 
@@ -835,7 +848,7 @@ def _token_table(where: str, raw: Any, which: str, base: Path) -> TokenLengths:
             raise ValidationError(f"{where}.column: missing; valid: the CSV column of token counts")
         path = Path(raw["csv"]).expanduser()
         if not path.is_absolute():
-            path = (base / path) if (base / path).exists() else _traces_root() / path
+            path = (base / path) if (base / path).exists() else _traces_root(base) / path
         return workload.from_csv(path, raw["column"])
     if "mean" not in raw:
         raise ValidationError(f"{where}: missing 'mean'; valid: {{mean = <tokens>, scv = <0..>}}, "
@@ -844,9 +857,14 @@ def _token_table(where: str, raw: Any, which: str, base: Path) -> TokenLengths:
                            _number(f"{where}.scv", raw.get("scv", 0.0)))
 
 
-def _traces_root() -> Path:
-    import os
-    return Path(os.environ.get("HERMES_QN_TRACES", "../shared/traces"))
+def _traces_root(base: Path) -> Path:
+    """Where a relative CSV path not beside the scenario file is looked for: the traces folder
+    (:func:`hermes_qn.fit.traces_dir`), else the scenario's folder (from_csv then says it is missing)."""
+    from .fit import traces_dir
+    try:
+        return traces_dir()
+    except FileNotFoundError:
+        return base
 
 
 def _stage(where: str, raw: Any, base: Path) -> Stage:
