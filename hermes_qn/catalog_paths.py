@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .errors import ValidationError
 
@@ -44,3 +45,15 @@ def load_cached(path: Path, parse: Callable[[Path], T], what: str, valid: str) -
     if not path.is_file():
         raise ValidationError(f"{what} file {str(path)!r} is not a file; valid: {valid}")
     return _parse_once(parse, str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def read_toml(path: Path, where: str, readme: str) -> dict[str, Any]:
+    """The TOML file at ``path`` as a dict; errors start with ``where`` and point at ``readme``."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(f"{where}: not valid TOML ({exc}); valid: a TOML file as described "
+                              f"in {readme}") from None
+    except OSError as exc:
+        raise ValidationError(f"{where}: cannot be read ({exc.strerror}); valid: a readable "
+                              ".toml file") from None

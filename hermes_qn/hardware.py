@@ -38,7 +38,6 @@ import difflib
 import math
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -46,7 +45,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from .catalog_paths import catalog_dir, load_cached
+from .catalog_paths import catalog_dir, load_cached, read_toml
 from .errors import ValidationError
 
 __all__ = [
@@ -586,13 +585,7 @@ def _quantity(where: str, key: str, raw: Any, spec: _Spec) -> Quantity:
 
 def _parse(path: Path) -> Hardware:
     where = _where(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{where}: not valid TOML ({exc}); valid: a TOML file as described "
-                              "in hardware/README.md") from None
-    except OSError as exc:
-        raise ValidationError(f"{where}: cannot be read ({exc}); valid: a readable TOML file") from None
+    raw = read_toml(path, where, "hardware/README.md")
 
     kind = raw.get("kind")
     if kind not in KINDS:

@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .catalog_paths import catalog_dir, load_cached
+from .catalog_paths import catalog_dir, load_cached, read_toml
 from .errors import ValidationError
 
 __all__ = [
@@ -613,14 +612,7 @@ def _check_keys(where: str, table: Mapping[str, Any], spec: Mapping[str, tuple[t
 
 def _parse(path: Path) -> Model:
     where = _where(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{where}: not valid TOML ({exc}); valid: a TOML file as described "
-                              "in models/README.md") from None
-    except OSError as exc:
-        raise ValidationError(f"{where}: cannot be read ({exc.strerror}); valid: a readable "
-                              ".toml file") from None
+    raw = read_toml(path, where, "models/README.md")
     top = _check_keys(where, raw, _TOP_KEYS, extra=_TABLES)
     for table in _TABLES:
         if table in raw and not isinstance(raw[table], dict):

@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 
 from . import hardware as _hw
 from . import workload
+from .catalog_paths import catalog_dir, read_toml
 from .errors import ValidationError
 from .hardware import Device, Link, MemoryTier
 from .memory import MemoryFit, memory_fit
@@ -806,7 +806,6 @@ def _replace_path(where: str, obj: Any, parts: list[str], value: Any) -> Any:
 
 def scenario_dir() -> Path:
     """The folder of built-in scenarios (``scenarios/`` in a source tree)."""
-    from .catalog_paths import catalog_dir
     return catalog_dir("scenarios")
 
 
@@ -970,8 +969,5 @@ def load_scenario(path_or_name: str | Path) -> Scenario:
             raise ValidationError(f"scenario: {str(path_or_name)!r} is neither a file nor a "
                                   f"built-in scenario; valid: a path or one of "
                                   f"{list_scenarios()}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValidationError(f"{path}: not valid TOML: {e}") from None
+    raw = read_toml(path, str(path), "scenarios/README.md")
     return scenario_from_dict(raw, origin=str(path.name), base=path.parent)
