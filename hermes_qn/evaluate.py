@@ -232,6 +232,7 @@ class _Plan:
         self.notes: list[str] = []
         for k, c in enumerate(scenario.classes):
             self.segments.append(self._class(k, c))
+        self.step_tables = {name: _StepTable(lp) for name, lp in self.llm.items()}
 
     # -- helpers
     def _llm(self, name: str) -> _LLMPool:
@@ -280,8 +281,7 @@ class _Plan:
                 for j, share in enumerate(stage.tiers):
                     if share.hit_rate == 0 or stage.reused_tokens == 0:
                         continue
-                    model = self._fetch_model(c, i)
-                    tp = self._fetch_tp(c, i)
+                    model, tp = self._next_generation(c, i)
                     secs, lat = kv_fetch_time(share, model, stage.reused_tokens, tp)
                     work = _Work(k, share.hit_rate, float(secs), float(secs) ** 2)
                     medium = self.media.setdefault(share.tier.name, _Medium())
@@ -302,13 +302,10 @@ class _Plan:
                                      before_first_token=before))
         return segs
 
-    def _fetch_model(self, c: RequestClass, i: int):
-        nxt = next(s for s in c.pipeline[i:] if isinstance(s, Generate))
-        return nxt.targets[0].model
-
-    def _fetch_tp(self, c: RequestClass, i: int) -> int:
-        nxt = next(s for s in c.pipeline[i:] if isinstance(s, Generate))
-        return self.scenario.pool(nxt.targets[0].prefill_on).tp
+    def _next_generation(self, c: RequestClass, i: int):
+        """Model and TP degree of the first target of the first Generate at or after stage ``i``."""
+        target = next(s for s in c.pipeline[i:] if isinstance(s, Generate)).targets[0]
+        return target.model, self.scenario.pool(target.prefill_on).tp
 
     def _generate(self, k: int, c: RequestClass, stage: Generate, label: str, retrieved: float,
                   fetch: KVFetch | None, main: bool, before: bool) -> list[_Segment]:
@@ -419,9 +416,7 @@ def _rate(lam: np.ndarray, works: list[_Work], per: float, what: str = "visits")
     """Sum over works of lambda_class x visits x (mean | tokens | 1), divided by ``per``."""
     out = 0.0
     for w in works:
-        x = {"visits": 1.0, "mean": w.mean, "second": w.second, "tokens": w.tokens,
-             "tokens_second": w.tokens_second}[what]
-        out = out + lam[w.cls] * w.visits * x
+        out = out + lam[w.cls] * w.visits * (1.0 if what == "visits" else getattr(w, what))
     return np.asarray(out, dtype=float) / per
 
 
@@ -440,6 +435,9 @@ class _StepTable:
     def __init__(self, lp: _LLMPool) -> None:
         self.lp = lp
         self.cache: dict[tuple[int, str], np.ndarray] = {}
+        # a prompt's chunks attend on average to half the prompt before them
+        self.chunk_context = float(sum(w.tokens for w in lp.prefill)
+                                   / max(len(lp.prefill), 1) / 2.0)
 
     def table(self, context: float, kind: str, length: int) -> np.ndarray:
         key = (int(round(context / 16.0)), kind)
@@ -455,8 +453,6 @@ class _StepTable:
                                                      self.chunk_context), dtype=float)
             self.cache[key] = got
         return got[:length]
-
-    chunk_context = 0.0
 
 
 def _per_point(context: np.ndarray, build) -> np.ndarray:
@@ -569,8 +565,6 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             C = pool.chunk_tokens
             pre_tokens = zero + _rate(lam, lp.prefill, R, "tokens")
             pre_second = zero + _rate(lam, lp.prefill, R, "tokens_second")
-            tables.chunk_context = float(sum(w.tokens for w in lp.prefill)
-                                         / max(len(lp.prefill), 1) / 2.0)
             t_mix = _per_point(ctx, lambda c: tables.table(c, "mixed", L))     # (*S, L)
             t_mix0 = np.asarray(lp.steps.mixed(0.0, 0.0, float(C), tables.chunk_context))
             bbar = zero + 0.0
@@ -624,7 +618,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         admit = np.where(seqs > 0, bs.mean_waiting / np.where(seqs > 0, seqs, 1.0), 0.0)
         admit_var = _wait_var(admit, bs.full)
         batch_cv2 = np.maximum(bs.g_second / np.maximum(bs.g_mean, 1e-300) ** 2 - 1.0, 0.0)
-        interrupt = lam_hi * _safe_div(r0_hi * 2.0, lam_hi) * bs.g_mean
+        interrupt = 2.0 * r0_hi * bs.g_mean  # rate x E[S^2] of interrupting work, x a step
         if not chunked:
             frac = (1 - rho_hi) * bs.busy
             r0 = r0_hi + frac * bs.g_second / np.maximum(2.0 * bs.g_mean, 1e-300)
@@ -728,19 +722,12 @@ def _solve_all(plan: _Plan, lam: np.ndarray, damping: float, tol: float,
     res = _Result()
     K = len(plan.scenario.classes)
     for lp in plan.llm.values():
-        _solve_llm(lp, lam, res, _tables(plan, lp), damping, tol, max_iter, K)
+        _solve_llm(lp, lam, res, plan.step_tables[lp.pool.name], damping, tol, max_iter, K)
     for name, works in plan.fcfs.items():
         _solve_shared(name, works, plan.scenario.pool(name).devices, lam, res, "fcfs", K)
     for name, medium in plan.media.items():
         _solve_shared(f"medium {name!r}", medium.works, medium.instances, lam, res, "ps", K)
     return res
-
-
-def _tables(plan: _Plan, lp: _LLMPool) -> _StepTable:
-    cache = plan.__dict__.setdefault("_step_tables", {})
-    if lp.pool.name not in cache:
-        cache[lp.pool.name] = _StepTable(lp)
-    return cache[lp.pool.name]
 
 
 def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
