@@ -493,9 +493,6 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             res.var[id(w)] = _wait_var(wait, rho_hi) + (w.second - w.mean ** 2)
         res.unstable[f"pool {name!r} prefill"] = unstable_hi
         res.pool_util[name] = np.minimum(rho_hi, 1.0)
-        res.pool_batch[name] = zero + np.nan
-        res.pool_cap[name] = zero + np.nan
-        res.pool_context[name] = zero + np.nan
         res.capacity_terms.append((f"pool {name!r} prefill", cap_hi))
         return
 
@@ -699,9 +696,6 @@ def _solve_shared(name: str, works: list[_Work], instances: int, lam: np.ndarray
             res.var[id(w)] = _wait_var(wait, np.minimum(rho, 1.0)) + w.second - w.mean ** 2
         res.unstable[f"pool {name!r}"] = rho >= 1.0
         res.pool_util[name] = np.minimum(rho, 1.0)
-        res.pool_batch[name] = np.zeros_like(rho) + np.nan
-        res.pool_cap[name] = np.zeros_like(rho) + np.nan
-        res.pool_context[name] = np.zeros_like(rho) + np.nan
         res.capacity_terms.append((f"pool {name!r}", coef))
     else:
         rho = mean_work / instances

@@ -159,6 +159,15 @@ _BLOCK = 4096
 # --------------------------------------------------------------------------- step-time tables
 
 
+def _lerp(row: list[float], x: float, n: int) -> float:
+    """``row`` at the real grid position ``x >= 0``: linear between points, ``row[n]`` from ``n`` on."""
+    if x >= n:
+        return row[n]
+    i = int(x)
+    a = row[i]
+    return a + (x - i) * (row[i + 1] - a)
+
+
 class _Tables:
     """Tabulated StepModel times of one pool (see the module docstring)."""
 
@@ -197,21 +206,10 @@ class _Tables:
     def decode(self, n: int, ctx: float) -> float:
         if n > self.cap:
             n = self.cap  # more sequences than the cap never run together
-        row = self.dec[n]
-        x = ctx / self.dh
-        if x >= self.dec_n:
-            return row[self.dec_n]
-        i = int(x)
-        a = row[i]
-        return a + (x - i) * (row[i + 1] - a)
+        return _lerp(self.dec[n], ctx / self.dh, self.dec_n)
 
     def _pre_row(self, j: int, x: float) -> float:
-        row = self.pre[j]
-        if x >= self.pre_n:
-            return row[self.pre_n]
-        i = int(x)
-        a = row[i]
-        return a + (x - i) * (row[i + 1] - a)
+        return _lerp(self.pre[j], x, self.pre_n)
 
     def prefill(self, tokens: float, ctx: float) -> float:
         if tokens < 1:
