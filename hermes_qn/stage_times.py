@@ -81,8 +81,7 @@ class StepModel:
 def embed_time(stage: Embed, pool: Pool, tokens: Any) -> Any:
     """Seconds to embed one query of ``tokens`` tokens on ``pool``."""
     t = np.clip(np.asarray(tokens, dtype=float), 1.0, stage.model.max_context)
-    out = rag.embed(stage.model, pool.device, t).total
-    return out
+    return rag.embed(stage.model, pool.device, t).total
 
 
 @lru_cache(maxsize=256)
