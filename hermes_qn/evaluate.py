@@ -168,6 +168,7 @@ class _Work:
     branches: int = 1
     max_factor: float = 1.0      # E[max over branches of tokens] / E[tokens]
     first_round: bool = True     # prefill of the first round (TTFT) or a later one
+    after_encoder: float = 0.0   # P(the prompt lands on the replica that just ran its encoder)
     points: np.ndarray | None = None  # equally likely decode token counts (static batching)
 
 
@@ -294,8 +295,9 @@ class _Plan:
                                          seconds=lat, probability=share.hit_rate,
                                          before_first_token=before))
             elif isinstance(stage, Generate):
+                encoder_pool = segs[-1].key if segs and segs[-1].kind == "priority" else None
                 segs.extend(self._generate(k, c, stage, label, retrieved, fetch, i == main,
-                                           before))
+                                           before, encoder_pool))
                 fetch = None  # the reused context belongs to the first generation after it
             elif isinstance(stage, Pause):
                 segs.append(_Segment(label, "delay", None, seconds=stage.seconds,
@@ -308,7 +310,8 @@ class _Plan:
         return target.model, self.scenario.pool(target.prefill_on).tp
 
     def _generate(self, k: int, c: RequestClass, stage: Generate, label: str, retrieved: float,
-                  fetch: KVFetch | None, main: bool, before: bool) -> list[_Segment]:
+                  fetch: KVFetch | None, main: bool, before: bool,
+                  encoder_pool: str | None = None) -> list[_Segment]:
         prompt = stage.prompt_tokens or c.prompt_tokens
         output = stage.output_tokens or c.output_tokens
         reused = fetch.reused_tokens if fetch else 0.0
@@ -319,8 +322,11 @@ class _Plan:
         out_points = _points(output) * (1.0 + stage.thinking) / rounds
         decode_tokens = np.maximum(out_points - 1.0, 0.0)
         if main:
+            # TPOT counts the tokens of the longest branch (the one the round waits for)
+            pts = _points(output)
             self.answer_tokens[k] = output.mean
-            self.decoded_tokens[k] = total_decoded
+            self.decoded_tokens[k] = total_decoded * (
+                expected_max(pts, stage.branches) / pts.mean() if stage.branches > 1 else 1.0)
         segs: list[_Segment] = []
         p_points = _points(prompt) + retrieved
         for t in stage.targets:
@@ -344,7 +350,9 @@ class _Plan:
                     weights = np.array([1.0])
                 pw = _Work(k, t.probability, float((weights * times).sum()),
                            float((weights * times ** 2).sum()), float((weights * new).sum()),
-                           float((weights * new ** 2).sum()), float(ctx0), first_round=first)
+                           float((weights * new ** 2).sum()), float(ctx0), first_round=first,
+                           after_encoder=(1.0 / pre.pool.replicas
+                                          if first and encoder_pool == t.prefill_on else 0.0))
                 pre.prefill.append(pw)
                 lab = f"{label}.round{r + 1}" if rounds > 1 else label
                 segs.append(_Segment(f"{lab}.prefill", "prefill", t.prefill_on, pw,
@@ -625,8 +633,11 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         colocated = bool(lp.prefill)
         for w in hi:
             extra = admit if (colocated and w in lp.prefill) else 0.0
-            res.time[id(w)] = extra + wait_pre + w.mean
-            res.var[id(w)] = (_wait_var(wait_pre, np.maximum(pre_util, 1e-9))
+            # a prompt queued on the replica whose encoder step it just left goes into the
+            # next step: it does not wait for a step in progress a second time
+            own_wait = wait_pre * (1.0 - w.after_encoder)
+            res.time[id(w)] = extra + own_wait + w.mean
+            res.var[id(w)] = (_wait_var(own_wait, np.maximum(pre_util, 1e-9))
                               + (admit_var if (colocated and w in lp.prefill) else 0.0)
                               + (w.second - w.mean ** 2))
         if chunked:

@@ -20,11 +20,12 @@ Routing to replicas
     :class:`~hermes_qn.scenario.Generate` with several targets draws one by
     their probabilities.
 Embed, Rerank, Search
-    One FCFS queue per pool served by ``replicas`` servers, one request at a
-    time each; service = ``embed_time`` / ``rerank_time`` (query = the
-    request's prompt) / ``search_time``. These servers are separate from the
-    pool's LLM engine (an encoder on a GPU pool that also runs the LLM does not
-    steal its iterations); the pool's ``utilization`` adds both busy times.
+    Service = ``embed_time`` / ``rerank_time`` (query = the request's prompt) /
+    ``search_time``, one request at a time. On a pool without an LLM engine:
+    one FCFS queue served by ``replicas`` servers. On a pool whose replicas
+    run an LLM engine: the job goes to a random replica and runs there as one
+    whole iteration before any LLM step (priority, not preempting the step in
+    progress), so encoders and the LLM share the replica's time.
 KVFetch
     A tier is drawn by the hit rates. A miss adds the reused tokens to the
     prompt of later Generate stages (recomputed in the prefill). A hit picks one
@@ -43,12 +44,14 @@ Generate, colocated (``pool.batching``)
     their prompt + context tokens, and their prompt tokens sum to at most
     ``max_batched_tokens`` (the head request is always taken alone if it is
     longer); if it admitted any it runs ONE prefill step for them, else one
-    decode step of the whole running batch. Prefill step time =
-    ``StepModel.prefill(tokens = sum of the new tokens, context = mean context,
-    batch = 1)`` (the brief's approximation: the attention of the joint prompt
-    is counted as one sequence, which overstates a step of several prompts by
-    a few per cent). Each admitted request gets its first token at the end of
-    the step. Decode step time = ``StepModel.decode(batch = n, context = mean
+    decode step of the whole running batch. Prefill step time of ``n``
+    prompts = ``StepModel.prefill(tokens = their mean new tokens, context = 0,
+    batch = n)`` plus, per prompt, the extra attention over the mean cached
+    context (``prefill(mean, context) - prefill(mean, 0)``); each prompt
+    attends to itself only, and prompts of unequal lengths are timed at their
+    mean length (a few per cent low for very unequal ones: attention is
+    quadratic). Each admitted request gets its first token at the end of the
+    step. Decode step time = ``StepModel.decode(batch = n, context = mean
     KV tokens of the running sequences)``; every running sequence gains one
     token, and one KV token; those done leave and free their KV.
     ``"chunked"`` (Sarathi-Serve): each iteration has ``chunk_tokens``; every
@@ -89,8 +92,11 @@ Reasoning
     (prompt + context + the tokens of earlier rounds), queued afresh on a
     random replica of the same target. ``branches > 1``: after each round's
     prefill, ``branches`` sequences decode in parallel, each with its own batch
-    slot and its own KV (prompt + context copied, no prefix sharing); the round
-    ends when the last branch does. A later round continues one branch.
+    slot and its own KV (prompt + context copied, no prefix sharing) and its
+    own output length (the request's draw for the first branch, independent
+    draws of the same distribution for the others, each split over the rounds
+    like the first); the round ends when the last branch does. A later round
+    continues one branch.
 Measurement
     A replication generates arrivals until its first ``requests`` arrivals have
     all completed (arrivals go on meanwhile, so the load holds to the end). The
@@ -101,10 +107,9 @@ Measurement
     requests with at least 2 such tokens (a multi-round stage's pauses and
     later prefills count in it); E2E = completion of the pipeline - arrival.
     ``throughput`` and ``token_throughput`` count completions inside the
-    window. Pool ``utilization``: busy time of the LLM engines (any step) and
-    of the RAG servers in the window / (replicas x window) (a pool whose
-    encoders and LLM are both busy can exceed 1, as they are separate
-    servers here). ``batch_size``: time average, over the window, of the
+    window. Pool ``utilization``: busy time of the LLM engines (any step,
+    RAG jobs included) or of the RAG servers in the window / (replicas x
+    window). ``batch_size``: time average, over the window, of the
     sequences in a replica's running decode batch (idle time counts as 0);
     NaN for a pool that decodes nothing (RAG pools, disaggregated prefill
     pools). attrs ``saturated`` is 1 when, in some replication, fewer than
@@ -202,6 +207,13 @@ class _Tables:
         self.pre = [list(map(float, row)) + [float(row[-1])] for row in p]
         self.pre_n = npc
         self.ptmax = float(tok[-1])
+        # several prompts in one prefill step: StepModel.prefill(mean tokens, 0, batch=n) for
+        # n = 2..batch_cap on a geometric grid of mean prompt lengths (context added per prompt)
+        btok = np.unique(np.round(np.geomspace(1.0, float(model.max_context), 96)))
+        n = np.arange(2, max(cap, 2) + 1, dtype=float)
+        b = np.asarray(sm.prefill(btok[None, :], 0.0, n[:, None]), dtype=float)
+        self.btok = btok.tolist()
+        self.bpre = [None, None] + [list(map(float, row)) for row in b]
 
     def decode(self, n: int, ctx: float) -> float:
         if n > self.cap:
@@ -225,6 +237,25 @@ class _Tables:
             return lo
         hi = self._pre_row(j + 1, x)
         return lo + (tokens - t0) / (tok[j + 1] - t0) * (hi - lo)
+
+    def prefill_batch(self, n: int, tokens: float, ctx: float) -> float:
+        """One prefill step of ``n`` prompts of ``tokens`` new tokens in all, mean context ``ctx``."""
+        if n <= 1:
+            return self.prefill(tokens, ctx)
+        mean = tokens / n
+        row = self.bpre[min(n, len(self.bpre) - 1)]
+        tok = self.btok
+        if mean >= tok[-1]:
+            base = row[-1] * mean / tok[-1]
+        else:
+            j = max(bisect_right(tok, mean) - 1, 0)
+            lo, hi = row[j], row[j + 1]
+            base = lo + (mean - tok[j]) / (tok[j + 1] - tok[j]) * (hi - lo)
+        if n > len(self.bpre) - 1:  # more prompts than the table: scale linearly in prompts
+            base *= n / (len(self.bpre) - 1)
+        if ctx > 0:  # each prompt's attention over its cached context
+            base += n * (self.prefill(mean, ctx) - self.prefill(mean, 0.0))
+        return base
 
     def mixed(self, d: int, ctx: float, c: float, cctx: float) -> float:
         # StepModel.mixed: prefill(c + d, cctx) + decode(d, ctx) - decode(d, 0)
@@ -428,6 +459,26 @@ class _Engine:
         self.ids = itertools.count()
         self.preemptions = 0
         self.links: dict = {}
+        self.encoder: deque = deque()
+
+    def encode(self, t: float, service: float, fn, arg) -> None:
+        """Queue a RAG job (embed, search, rerank) of ``service`` seconds; ``fn(t, arg)`` after."""
+        self.encoder.append((service, fn, arg))
+        if not self.busy_flag:
+            self._start(t)
+
+    def _encoder_step(self, t: float) -> bool:
+        """Run the first queued RAG job as this iteration, before any LLM step (priority)."""
+        if not self.encoder:
+            return False
+        service, fn, arg = self.encoder.popleft()
+        self._step(t, service, self._encoder_end, (fn, arg))
+        return True
+
+    def _encoder_end(self, t: float, job) -> None:
+        fn, arg = job
+        fn(t, arg)
+        self._start(t)
 
     # -- bookkeeping shared by all kinds
     def submit(self, t: float, s: _Seq) -> None:
@@ -500,8 +551,8 @@ class _Engine:
         seqs = [s]
         if b > 1:
             s.branches = 1
-            for _ in range(b - 1):
-                c = _Seq(job, 0, s.ctx, s.left, 1, False)
+            for i in range(1, b):
+                c = _Seq(job, 0, s.ctx, job.branch_left(i) - 1, 1, False)
                 c.kv = s.kv
                 c.reserve = s.reserve
                 self._alloc_clone(c)
@@ -546,6 +597,8 @@ class _Engine:
 
     # -- continuous batching
     def _start(self, t: float) -> None:
+        if self._encoder_step(t):
+            return
         waiting = self.waiting
         batch = []
         if waiting:
@@ -572,7 +625,8 @@ class _Engine:
                     self._enter(s)
             if batch:
                 ctx = sum(x.ctx for x in batch) / len(batch)
-                self._step(t, self.tables.prefill(tokens, ctx), self._prefill_end, batch)
+                self._step(t, self.tables.prefill_batch(len(batch), tokens, ctx),
+                           self._prefill_end, batch)
                 return
         n = len(self.running)
         if n:
@@ -597,6 +651,8 @@ class _Chunked(_Engine):
         self.prefilling: deque = deque()
 
     def _start(self, t: float) -> None:
+        if self._encoder_step(t):
+            return
         n = len(self.running)
         if n:
             n = self._preempt_for(n)
@@ -686,6 +742,8 @@ class _Static(_Engine):
         self.held -= s.reserve
 
     def _start(self, t: float) -> None:
+        if self._encoder_step(t):
+            return
         n = len(self.running)
         if n:
             self._step(t, self.tables.decode(n, self.run_kv / n), self._decode_end, n)
@@ -699,7 +757,7 @@ class _Static(_Engine):
             if slots + s.branches > self.cap and slots:
                 break
             kv = s.ctx + s.pre if s.pre else s.kv
-            need = kv if s.handoff else (kv + s.left) * s.branches
+            need = kv if s.handoff else kv * s.branches + s.job.round_left()
             if not (self.held + need <= self.maxkv or self.held == 0):
                 break
             waiting.popleft()
@@ -713,7 +771,8 @@ class _Static(_Engine):
         if batch:
             tokens = sum(x.pre for x in batch)
             ctx = sum(x.ctx for x in batch) / len(batch)
-            self._step(t, self.tables.prefill(tokens, ctx), self._prefill_end, batch)
+            self._step(t, self.tables.prefill_batch(len(batch), tokens, ctx),
+                       self._prefill_end, batch)
         elif self.running:
             self._start(t)
         else:
@@ -727,7 +786,15 @@ class _GenJob:
     """One request's pass through one Generate stage."""
 
     __slots__ = ("run", "req", "main", "tgt", "prompt", "ctx", "rounds", "round", "pending",
-                 "branches", "delay", "round_tokens", "grown", "done_fn")
+                 "branches", "delay", "round_tokens", "grown", "done_fn", "other_rounds")
+
+    def branch_left(self, i: int) -> int:
+        """Tokens branch ``i`` decodes in this round (branch 0: ``rounds``)."""
+        return self.rounds[self.round] if i == 0 else self.other_rounds[i - 1][self.round]
+
+    def round_left(self) -> int:
+        """Tokens all branches decode in this round."""
+        return sum(self.branch_left(i) for i in range(self.branches))
 
     def first_token(self, t: float) -> None:
         if self.round == 0 and self.main:
@@ -764,7 +831,7 @@ class _GenJob:
 
     def handoff(self, t: float, s: _Seq, engine: _Engine) -> None:
         """Disaggregated: the prefill of ``s`` on ``engine`` is done; move its KV to decode."""
-        if s.left <= 0:
+        if s.left <= 0 and all(self.branch_left(i) <= 1 for i in range(1, s.branches)):
             engine.release(t, s.kv)
             for _ in range(s.branches):
                 self.seq_done(t)
@@ -794,12 +861,21 @@ class _GenJob:
         s.handoff = False
         s.pre = 0
         for i in range(b):
-            x = s if i == 0 else _Seq(self, 0, s.ctx, s.left, 1, False)
+            x = s if i == 0 else _Seq(self, 0, s.ctx, self.branch_left(i) - 1, 1, False)
+            if x.left <= 0:
+                self.seq_done(t)
+                continue
             x.kv = s.kv
             dec.submit(t, x)
 
 
 # --------------------------------------------------------------------------- one replication
+
+
+def _split_rounds(out: int, thinking: float, rounds: int) -> list[int]:
+    """``out`` answer tokens plus ``round(thinking x out)`` thinking tokens, split evenly."""
+    base, rem = divmod(out + int(round(thinking * out)), rounds)
+    return [max(1, base + (1 if q < rem else 0)) for q in range(rounds)]
 
 
 class _ClassPlan:
@@ -944,19 +1020,27 @@ class _Replication:
         if kind == "generate":
             self._generate(t, r, st, i, plan)
         elif kind == "embed" or kind == "rerank":
-            self.fcfs[st.pool].submit(t, blk[i][j], self._advance, r)
+            self._rag(t, st.pool, blk[i][j], r)
         elif kind == "search":
             r.extra += int(round(st.retrieved_tokens))
             sec = self.search_memo.get(id(st))
             if sec is None:
                 sec = self.search_memo[id(st)] = float(search_time(st, self.pools[st.pool]))
-            self.fcfs[st.pool].submit(t, sec, self._advance, r)
+            self._rag(t, st.pool, sec, r)
         elif kind == "pause":
             self.sim.at(t + st.seconds, self._advance, r)
         elif kind == "kv_fetch":
             self._kv_fetch(t, r, st, i)
         else:  # pragma: no cover
             raise ValidationError(f"sampler: stage kind {kind!r} is not simulated")
+
+    def _rag(self, t: float, pool: str, service: float, r: _Req) -> None:
+        """A RAG stage: an LLM pool's engine runs it first at its next iteration; else FCFS."""
+        engines = self.engines.get(pool)
+        if engines:
+            engines[int(self.route() * len(engines))].encode(t, service, self._advance, r)
+        else:
+            self.fcfs[pool].submit(t, service, self._advance, r)
 
     def _kv_fetch(self, t: float, r: _Req, st: KVFetch, i: int) -> None:
         reused = int(round(st.reused_tokens))
@@ -1025,11 +1109,12 @@ class _Replication:
         prompt = blk[("p", i)][j] if ("p", i) in blk else r.prompt
         out = blk[("o", i)][j] if ("o", i) in blk else r.output
         out = max(1, out)
-        think = int(round(st.thinking * out))
-        total = out + think
-        R = st.rounds
-        base, rem = divmod(total, R)
-        rounds = [max(1, base + (1 if q < rem else 0)) for q in range(R)]
+        rounds = _split_rounds(out, st.thinking, st.rounds)
+        others = []
+        if st.branches > 1:  # every other branch draws its own output length
+            dist = st.output_tokens if st.output_tokens is not None else plan.rc.output_tokens
+            for o in dist.sample(self.tok_rng[r.k], st.branches - 1):
+                others.append(_split_rounds(max(1, int(o)), st.thinking, st.rounds))
         job = _GenJob()
         job.run = self
         job.req = r
@@ -1038,6 +1123,7 @@ class _Replication:
         job.prompt = max(1, prompt + r.extra)
         job.ctx = r.ctx
         job.rounds = rounds
+        job.other_rounds = others
         job.round = 0
         job.branches = st.branches
         job.delay = st.round_delay
@@ -1046,7 +1132,7 @@ class _Replication:
         job.done_fn = self._advance
         if job.main:
             r.answer = out
-            r.main_tokens = sum(rounds)
+            r.main_tokens = max([sum(rounds)] + [sum(o) for o in others])
         job.start(t)
 
     def _complete(self, t: float, r: _Req) -> None:
