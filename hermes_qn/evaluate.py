@@ -25,12 +25,18 @@ Prefill, colocated with decode (``continuous``)
     station is decoding. Several waiting prompts are batched into one step by
     real engines; the formula treats them one by one (conservative at high load).
 Chunked prefill (``chunked``)
-    Each step carries the running decodes plus ``C - b`` prompt tokens
-    (``C`` = ``chunk_tokens``). Prompts are served FCFS by a token stream of
-    ``(C - b) / t_mixed`` tokens per second (M/G/1, Pollaczek-Khinchine), and
-    a decode step is a mixed step a fraction ``f`` of the time (``f`` = the
-    prefill stream's utilisation). ``b``, ``f`` and the step times depend on
-    each other: a damped fixed-point iteration settles them.
+    Each step carries the running decodes plus up to ``C - b`` prompt tokens
+    (``C`` = ``chunk_tokens``). A prompt waits for the step in progress (its
+    residual, found with the replica's busy probability), queues FCFS for a
+    token stream of ``(C - b) / t_full`` tokens per second (M/G/1,
+    Pollaczek-Khinchine, the stream backlogged), then takes
+    ``ceil(P / (C - b))`` steps, full chunks and a last partly filled one, at
+    whose end it has its first token. Decode steps carry ``x`` prompt tokens
+    a fraction ``p`` of the time: ``x`` grows from a prompt's own share of its
+    steps at low load to a full chunk as the stream fills, and flow balance
+    (prompt tokens/s = ``p x`` / mean step) fixes ``p`` (``_ChunkMix``). ``b``,
+    ``x``, ``p`` and the step times depend on each other: a damped
+    fixed-point iteration settles them.
 Static batching (``static``)
     Gated bulk service: a batch of ``b`` takes ``T(b) = prefill(b prompts) +
     E[max of b outputs] t(b)``; a request finding the replica busy waits the
@@ -169,7 +175,8 @@ class _Work:
     max_factor: float = 1.0      # E[max over branches of tokens] / E[tokens]
     first_round: bool = True     # prefill of the first round (TTFT) or a later one
     after_encoder: float = 0.0   # P(the prompt lands on the replica that just ran its encoder)
-    points: np.ndarray | None = None  # equally likely decode token counts (static batching)
+    points: np.ndarray | None = None  # token counts: decode (equally likely) or prompt
+    point_weights: np.ndarray | None = None  # probabilities of prompt ``points``
 
 
 @dataclass
@@ -351,7 +358,7 @@ class _Plan:
                 pw = _Work(k, t.probability, float((weights * times).sum()),
                            float((weights * times ** 2).sum()), float((weights * new).sum()),
                            float((weights * new ** 2).sum()), float(ctx0), first_round=first,
-                           after_encoder=(1.0 / pre.pool.replicas
+                           points=new, point_weights=weights, after_encoder=(1.0 / pre.pool.replicas
                                           if first and encoder_pool == t.prefill_on else 0.0))
                 pre.prefill.append(pw)
                 lab = f"{label}.round{r + 1}" if rounds > 1 else label
@@ -447,8 +454,9 @@ class _StepTable:
         self.chunk_context = float(sum(w.tokens for w in lp.prefill)
                                    / max(len(lp.prefill), 1) / 2.0)
 
-    def table(self, context: float, kind: str, length: int) -> np.ndarray:
-        key = (int(round(context / 16.0)), kind)
+    def table(self, context: float, kind: str, length: int, fill: float = 1.0) -> np.ndarray:
+        """Step times at b = 1..length: ``decode``, or ``mixed`` with ``fill`` of the chunk."""
+        key = (int(round(context / 16.0)), kind, fill)
         got = self.cache.get(key)
         if got is None or len(got) < length:
             b = np.arange(1, length + 1, dtype=float)
@@ -457,7 +465,7 @@ class _StepTable:
                 got = np.asarray(self.lp.steps.decode(b, ctx), dtype=float)
             else:
                 chunk = self.lp.pool.chunk_tokens
-                got = np.asarray(self.lp.steps.mixed(b, ctx, np.maximum(chunk - b, 1.0),
+                got = np.asarray(self.lp.steps.mixed(b, ctx, np.maximum(fill * (chunk - b), 1.0),
                                                      self.chunk_context), dtype=float)
             self.cache[key] = got
         return got[:length]
@@ -569,16 +577,21 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         if chunked:
             C = pool.chunk_tokens
             pre_tokens = zero + _rate(lam, lp.prefill, R, "tokens")
+            pre_rate = zero + _rate(lam, lp.prefill, R)
             pre_second = zero + _rate(lam, lp.prefill, R, "tokens_second")
             t_mix = _per_point(ctx, lambda c: tables.table(c, "mixed", L))     # (*S, L)
-            t_mix0 = np.asarray(lp.steps.mixed(0.0, 0.0, float(C), tables.chunk_context))
+            # mixed steps with b = 0..L decodes and a chunk filled to each of _FILLS
+            fill0 = np.asarray(lp.steps.mixed(0.0, 0.0, np.maximum(_FILLS * C, 1.0),
+                                              tables.chunk_context), dtype=float)
+            t_fill = np.stack([_per_point(ctx, lambda c, q=q: tables.table(c, "mixed", L, q))
+                               for q in _FILLS], axis=-1)                      # (*S, L, F)
+            t_fill = np.concatenate([np.broadcast_to(fill0, t_fill.shape[:-2] + (1, len(_FILLS))),
+                                     t_fill], axis=-2)                         # (*S, L+1, F)
+            mean_prompt = np.asarray(pre_tokens / np.where(pre_rate > 0, pre_rate, 1.0))
             bbar = zero + 0.0
             for iterations in range(1, max_iter + 1):
-                chunk = np.clip(C - bbar, 1.0, C)
-                tm = np.where(bbar < 1, t_mix0, _interp(t_mix, np.maximum(bbar, 1.0)))
-                f = pre_tokens * tm / chunk
-                f_ok = np.minimum(f, 1.0)
-                step = (1 - f_ok[..., None]) * t_dec + f_ok[..., None] * t_mix
+                mix = _ChunkMix(lp.prefill, C, bbar, pre_tokens, mean_prompt, t_dec, t_fill)
+                step = (1 - mix.p_mixed[..., None]) * t_dec + mix.p_mixed[..., None] * mix.t_b
                 step = step * stretch[..., None]
                 mult = b * step[..., :1] / step
                 mult = np.where(b > cap[..., None],
@@ -594,9 +607,9 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                     f"evaluate: chunked-prefill fixed point on pool {name!r} did not settle in "
                     f"{max_iter} iterations (residual {residual:.3g}); valid: raise max_iter or "
                     "lower damping", iterations=max_iter, residual=residual)
-            chunk = np.clip(C - bbar, 1.0, C)
-            tm = np.where(bbar < 1, t_mix0, _interp(t_mix, np.maximum(bbar, 1.0))) * stretch
-            speed = chunk / tm                                   # prompt tokens/s
+            mix = _ChunkMix(lp.prefill, C, bbar, pre_tokens, mean_prompt, t_dec, t_fill)
+            tm = mix.t_full * stretch
+            speed = mix.chunk / tm                                # prompt tokens/s when backlogged
             f = pre_tokens / speed
             unstable_pre = f >= 1.0
             wait_pre = np.where(unstable_pre, np.inf,
@@ -641,11 +654,15 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                               + (admit_var if (colocated and w in lp.prefill) else 0.0)
                               + (w.second - w.mean ** 2))
         if chunked:
+            # a prompt waits for the step in progress, then its own steps: full chunks and a
+            # last, partly filled one whose end gives the first token
+            # (the step in progress: found with the replica's busy probability)
+            resid = mix.residual * stretch * np.minimum(f + (1 - np.minimum(f, 1)) * bs.busy, 1)
             for w in lp.prefill:
-                s1 = w.tokens / speed
-                s2 = (w.tokens_second - w.tokens ** 2) / speed ** 2
-                res.time[id(w)] = admit + wait_pre + s1 + tm / 2.0
-                res.var[id(w)] = _wait_var(wait_pre, np.maximum(f, 1e-9)) + admit_var + s2
+                s1, s2 = mix.own_steps(w)
+                res.time[id(w)] = admit + wait_pre + resid + s1 * stretch
+                res.var[id(w)] = (_wait_var(wait_pre, np.maximum(f, 1e-9)) + admit_var
+                                  + s2 * stretch ** 2)
         for w in lp.decode:
             own_admit = 0.0 if colocated else admit
             res.time[id(w)] = own_admit + w.tokens * w.max_factor * tau
@@ -683,6 +700,81 @@ def _interp(table: np.ndarray, x: np.ndarray) -> np.ndarray:
     tlo = np.take_along_axis(table, (lo - 1)[..., None], -1)[..., 0]
     thi = np.take_along_axis(table, (hi - 1)[..., None], -1)[..., 0]
     return tlo + frac * (thi - tlo)
+
+
+#: Fractions of a chunk at which mixed-step times are tabulated (chunked prefill).
+_FILLS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+class _ChunkMix:
+    """Mixed steps of chunked prefill at a mean running batch ``bbar`` (arrays over the sweep).
+
+    A step carries the running decodes plus up to ``chunk = C - bbar`` prompt
+    tokens. A prompt of ``P`` tokens takes ``k = ceil(P / chunk)`` steps, all
+    full but the last, beside the ``bbar`` decodes it finds running. Mixed
+    steps hold ``x`` prompt tokens on average: a prompt's own share
+    ``E[P] / E[k]`` at low load, growing linearly with the stream's
+    utilisation to a full chunk (a backlog fills every step). Flow balance
+    fixes the fraction of decode steps that carry prompt tokens,
+    ``p_mixed = (prompt tokens/s) x (mean step) / x``, and the mean step
+    solves ``t = t_dec + p_mixed (t_mix(x) - t_dec)``.
+
+    ``t_fill`` holds mixed-step times for b = 0..L decodes (axis -2) at the
+    chunk fills ``_FILLS`` (axis -1); ``t_dec`` decode steps for b = 1..L.
+    """
+
+    def __init__(self, works: list[_Work], C: int, bbar: np.ndarray, pre_tokens: np.ndarray,
+                 mean_prompt: np.ndarray, t_dec: np.ndarray, t_fill: np.ndarray) -> None:
+        self.bbar = bbar
+        self.chunk = chunk = np.clip(C - bbar, 1.0, C)
+        # every fill at the prompt's b (0..L: index b + 1 in _interp's 1-based table)
+        self.at_b = _interp(np.moveaxis(t_fill, -1, -2), bbar[..., None] + 1.0)   # (*S, F)
+        self.t_full = self.at_b[..., -1]
+        total = sum(w.visits for w in works)
+        steps = sum(w.visits * _expected_steps(w.points, w.point_weights, chunk)
+                    for w in works) / total
+        own = np.minimum(mean_prompt / np.maximum(steps, 1.0), chunk)
+        util = np.clip(pre_tokens * self.t_full / chunk, 0.0, 1.0)
+        x = own + (chunk - own) * util
+        # decode steps (b >= 1) that carry x prompt tokens
+        self.t_b = _between_fills(t_fill[..., 1:, :], np.broadcast_to(
+            (x / chunk)[..., None], t_fill.shape[:-1])[..., 1:])                  # (*S, L)
+        bb = np.maximum(bbar, 1.0)
+        t_d, t_x = _interp(t_dec, bb), _interp(self.t_b, bb)
+        denom = np.maximum(1.0 - pre_tokens * (t_x - t_d) / np.maximum(x, 1e-300), 1e-12)
+        self.p_mixed = p = np.clip(pre_tokens * t_d / denom / np.maximum(x, 1e-300), 0.0, 1.0)
+        mean = (1 - p) * t_d + p * t_x
+        self.residual = ((1 - p) * t_d ** 2 + p * t_x ** 2) / (2.0 * mean)
+
+    def own_steps(self, w: _Work) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance (s, s^2) of the steps of one prompt of ``w``."""
+        chunk = self.chunk[..., None]
+        k = np.ceil(w.points / chunk)
+        last = (w.points - (k - 1) * chunk) / chunk                       # (*S, n)
+        t = (k - 1) * self.t_full[..., None] + _between_fills(self.at_b[..., None, :], last)
+        mean = (w.point_weights * t).sum(-1)
+        return mean, np.maximum((w.point_weights * t * t).sum(-1) - mean ** 2, 0.0)
+
+
+def _expected_steps(points: np.ndarray, weights: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+    """E[ceil(P / chunk)] = sum_j P(P > j chunk), with P's survival function linear between
+    its points (continuous in ``chunk``, so the chunked fixed point cannot cycle on a jump)."""
+    order = np.argsort(points)
+    p, w = points[order], weights[order]
+    survival = 1.0 - (np.cumsum(w) - w / 2.0)
+    jmax = int(np.ceil(p[-1] / max(float(np.min(chunk)), 1.0))) + 1
+    j = np.arange(jmax)
+    return np.interp(j * chunk[..., None], p, survival, left=1.0, right=0.0).sum(-1)
+
+
+def _between_fills(table: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """Interpolate ``table[..., F]`` (times at the fills ``_FILLS``) at ``fill`` in [0, 1]."""
+    f = np.clip(fill, 0.0, 1.0) * (len(_FILLS) - 1)
+    lo = np.clip(np.floor(f).astype(int), 0, len(_FILLS) - 2)
+    table = np.broadcast_to(table, f.shape + table.shape[-1:])
+    a = np.take_along_axis(table, lo[..., None], -1)[..., 0]
+    c = np.take_along_axis(table, lo[..., None] + 1, -1)[..., 0]
+    return a + (f - lo) * (c - a)
 
 
 def _solve_shared(name: str, works: list[_Work], instances: int, lam: np.ndarray,
