@@ -644,25 +644,27 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             pre_util = rho_hi
         # prompts on a disaggregated decode pool do not exist; colocated prompts wait for a slot
         colocated = bool(lp.prefill)
+        busy_any = np.minimum(pre_util + (1 - np.minimum(pre_util, 1.0)) * bs.busy, 1.0)
         for w in hi:
             extra = admit if (colocated and w in lp.prefill) else 0.0
             # a prompt queued on the replica whose encoder step it just left goes into the
             # next step: it does not wait for a step in progress a second time
             own_wait = wait_pre * (1.0 - w.after_encoder)
             res.time[id(w)] = extra + own_wait + w.mean
-            res.var[id(w)] = (_wait_var(own_wait, np.maximum(pre_util, 1e-9))
+            # a prompt waits when it finds a step (prefill or decode) in progress
+            res.var[id(w)] = (_wait_var(own_wait, np.maximum(busy_any, 1e-9))
                               + (admit_var if (colocated and w in lp.prefill) else 0.0)
                               + (w.second - w.mean ** 2))
         if chunked:
             # a prompt waits for the step in progress, then its own steps: full chunks and a
             # last, partly filled one whose end gives the first token
             # (the step in progress: found with the replica's busy probability)
-            resid = mix.residual * stretch * np.minimum(f + (1 - np.minimum(f, 1)) * bs.busy, 1)
+            resid = mix.residual * stretch * busy_any
             for w in lp.prefill:
                 s1, s2 = mix.own_steps(w)
                 res.time[id(w)] = admit + wait_pre + resid + s1 * stretch
-                res.var[id(w)] = (_wait_var(wait_pre, np.maximum(f, 1e-9)) + admit_var
-                                  + s2 * stretch ** 2)
+                res.var[id(w)] = (_wait_var(wait_pre + resid, np.maximum(busy_any, 1e-9))
+                                  + admit_var + s2 * stretch ** 2)
         for w in lp.decode:
             own_admit = 0.0 if colocated else admit
             res.time[id(w)] = own_admit + w.tokens * w.max_factor * tau
