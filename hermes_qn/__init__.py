@@ -6,6 +6,7 @@ nothing about LLMs; the catalogs (``hardware``, ``models``) and the roofline
 about queues.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 from . import compare, distributions, energy, hardware, kv_tiers, models, rag, scenario, service, symbolic, workload
@@ -30,6 +31,14 @@ from .scenario import Scenario, list_scenarios, load_scenario
 from .roofline import StepTime, decode_step, mixed_step, prefill
 from .simulate import simulate
 from .solve import bounds, solve
+
+
+def __getattr__(name: str):
+    """Import :mod:`hermes_qn.plot` on first use, so matplotlib loads only when figures are drawn."""
+    if name == "plot":
+        return import_module(f"{__name__}.plot")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 try:
     __version__ = version("hermes-qn")
@@ -61,6 +70,7 @@ __all__ = [
     "hardware",
     "kv_tiers",
     "models",
+    "plot",
     "rag",
     "scenario",
     "service",
