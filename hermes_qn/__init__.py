@@ -31,6 +31,7 @@ from .scenario import Scenario, list_scenarios, load_scenario
 from .roofline import StepTime, decode_step, mixed_step, prefill
 from .simulate import simulate
 from .solve import bounds, solve
+from .sweep import best, open_sweep, pareto_front, save_sweep, sweep
 
 
 def __getattr__(name: str):
@@ -47,6 +48,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     # functions
+    "best",
     "bounds",
     "decode_step",
     "evaluate",
@@ -58,11 +60,15 @@ __all__ = [
     "load_scenario",
     "memory_fit",
     "mixed_step",
+    "open_sweep",
+    "pareto_front",
     "prefill",
+    "save_sweep",
     "sensitivity",
     "simulate",
     "slo_capacity",
     "solve",
+    "sweep",
     # modules
     "compare",
     "distributions",

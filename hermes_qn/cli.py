@@ -20,7 +20,7 @@ from .models import list_models
 from .report import format_evaluation, format_result
 from .scenario import list_scenarios, load_scenario
 from .solve import METHODS, solve
-from .sweep import sweep_fields
+from .sweep import save_sweep, sweep
 
 DEFAULT_SCENARIO = "chat-h100"
 
@@ -65,14 +65,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser(
         "sweep", help="evaluate a scenario over a grid of values and write a Dataset",
         description="Evaluate a scenario over the Cartesian product of --set values and write "
-                    "one Dataset with a dimension per swept field (NetCDF for .nc, else JSON). "
-                    "Arrival rates are vectorised; other fields loop.")
+                    "one Dataset with a dimension per swept field (NetCDF for .nc, Zarr for "
+                    ".zarr, else JSON). Arrival rates are vectorised; other fields loop.")
     sweep.add_argument("scenario", help="path to a scenario TOML or a built-in name")
     sweep.add_argument("--set", action="append", required=True, metavar="PATH=V1,V2,...",
                        dest="fields",
                        help="a field and its values, e.g. classes.chat.rate=1,2,4 or "
                             "pools.h100.batch_cap=64,128 (repeatable)")
-    sweep.add_argument("--out", required=True, metavar="PATH", help="output .nc or .json")
+    sweep.add_argument("--out", required=True, metavar="PATH", help="output .nc, .zarr or .json")
 
     listing = commands.add_parser("list", help="list built-in scenarios, hardware and models")
     listing.add_argument("what", nargs="?", choices=("scenarios", "hardware", "models"),
@@ -131,8 +131,11 @@ def _run(args: argparse.Namespace) -> int:
             result.to_netcdf(args.netcdf)
         return 0
     fields = {k: [_value(x) for x in v.split(",")] for k, v in _pairs(args.fields, "--set").items()}
-    result = sweep_fields(scenario, fields)
-    _write(result, args.out)
+    result = sweep(scenario, fields=fields)
+    if args.out.endswith((".nc", ".zarr")):
+        save_sweep(result, args.out)
+    else:
+        _write(result, args.out)
     print(f"wrote {args.out}: dims {dict(result.sizes)}; saturated points "
           f"{int(result.saturated.sum())} of {result.saturated.size}")
     return 0
