@@ -237,6 +237,8 @@ class _Plan:
         self.segments: list[list[_Segment]] = []
         self.answer_tokens = np.zeros(len(scenario.classes))
         self.decoded_tokens = np.zeros(len(scenario.classes))
+        # E[1 / (n - 1)] over the main stage's decoded tokens n >= 2 (per-request TPOT)
+        self.inverse_gaps = np.zeros(len(scenario.classes))
         self.notes: list[str] = []
         for k, c in enumerate(scenario.classes):
             self.segments.append(self._class(k, c))
@@ -334,6 +336,9 @@ class _Plan:
             self.answer_tokens[k] = output.mean
             self.decoded_tokens[k] = total_decoded * (
                 expected_max(pts, stage.branches) / pts.mean() if stage.branches > 1 else 1.0)
+            n = pts * (1.0 + stage.thinking)
+            self.inverse_gaps[k] = float(np.mean(1.0 / (n[n >= 2] - 1.0))) if (n >= 2).any() \
+                else 0.0
         segs: list[_Segment] = []
         p_points = _points(prompt) + retrieved
         for t in stage.targets:
@@ -410,6 +415,8 @@ class _Result:
     time: dict[int, np.ndarray] = field(default_factory=dict)
     var: dict[int, np.ndarray] = field(default_factory=dict)
     tpot_var: dict[int, np.ndarray] = field(default_factory=dict)
+    # seconds of prefill that land in a request's first decode gap, beyond the even share
+    first_gap: dict[int, np.ndarray] = field(default_factory=dict)
     unstable: dict[str, np.ndarray] = field(default_factory=dict)
     pool_util: dict[str, np.ndarray] = field(default_factory=dict)
     pool_batch: dict[str, np.ndarray] = field(default_factory=dict)
@@ -645,6 +652,14 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         # prompts on a disaggregated decode pool do not exist; colocated prompts wait for a slot
         colocated = bool(lp.prefill)
         busy_any = np.minimum(pre_util + (1 - np.minimum(pre_util, 1.0)) * bs.busy, 1.0)
+        if colocated and not chunked:
+            # the prompts that arrived during a request's own prefill step are prefilled right
+            # after its first token, and those that arrived meanwhile after them: its first
+            # decode gap holds q / (1 - q) more prefill steps, q = P(an arrival in a step)
+            lam_pre = zero + _rate(lam, lp.prefill, R)
+            s_pre = (zero + _rate(lam, lp.prefill, R, "mean")) / np.where(lam_pre > 0, lam_pre, 1)
+            q = -np.expm1(-lam_pre * s_pre)
+            first_gap = np.where(q < 1, q / np.maximum(1 - q, 1e-12), np.inf) * s_pre
         for w in hi:
             extra = admit if (colocated and w in lp.prefill) else 0.0
             # a prompt queued on the replica whose encoder step it just left goes into the
@@ -670,6 +685,8 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             res.time[id(w)] = own_admit + w.tokens * w.max_factor * tau
             tv = tau ** 2 * batch_cv2 + interrupt / max(w.tokens, 1.0)
             res.tpot_var[id(w)] = tv
+            if colocated and not chunked:
+                res.first_gap[id(w)] = first_gap
             res.var[id(w)] = ((0.0 if colocated else admit_var)
                               + (w.tokens_second - w.tokens ** 2) * tau ** 2
                               + w.tokens_second * tv)
@@ -843,6 +860,7 @@ def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
     for k, segs in enumerate(plan.segments):
         after_main = np.zeros(shape)
         tpot_var = np.zeros(shape)
+        first_gap = np.zeros(shape)
         for s in segs:
             if s.work is None:
                 mean, var = np.full(shape, s.seconds), np.zeros(shape)
@@ -863,8 +881,12 @@ def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
                 after_main = after_main + contrib
                 if s.kind == "decode":
                     tpot_var = tpot_var + p * res.tpot_var.get(id(s.work), 0.0)
+                    first_gap = first_gap + p * res.first_gap.get(id(s.work), 0.0)
         n = plan.decoded_tokens[k] - 1.0
-        out["tpot"][k] = after_main / n if n > 0 else np.nan
+        # TPOT is a mean over requests of (decode time / gaps): time that lands in the first
+        # gap of every request weighs E[1/(n-1)] instead of 1/E[n-1]
+        uneven = first_gap * max(plan.inverse_gaps[k] - 1.0 / n, 0.0) if n > 0 else 0.0
+        out["tpot"][k] = after_main / n + uneven if n > 0 else np.nan
         out["tpot_var"][k] = tpot_var
         saturated = ~np.isfinite(out["e2e"][k])
         for name in ("ttft", "tpot"):
