@@ -2,7 +2,7 @@
 
 Every function takes the :class:`xarray.Dataset` that :func:`hermes_qn.evaluate`
 returns (a rate given as an array or a DataArray becomes a dimension), or a
-sweep of it (:func:`hermes_qn.sweep.sweep_fields`, one dimension per swept
+sweep of it (:func:`hermes_qn.sweep`, one dimension per swept
 field), and an optional ``ax``; it returns the Axes it drew on. Without
 ``ax`` it opens a figure in the house :func:`style` (single-column width,
 8 pt text, Okabe-Ito colours, text kept as text in SVG and PDF). With ``ax``
@@ -38,6 +38,7 @@ from matplotlib.lines import Line2D
 from .errors import ValidationError
 from .evaluate import evaluate
 from .scenario import Scenario
+from .sweep import DIRECTIONS, pareto_front
 
 __all__ = [
     "COLORS",
@@ -97,12 +98,6 @@ _SHORT = {"goodput": "goodput", "slo_attainment": "SLO attainment",
           "batch_size": "mean running batch", "utilization": "utilisation"}
 _SAVE_FORMATS = (".pdf", ".svg", ".eps", ".png")
 _SAVE_KEYS = ("savefig.", "pdf.", "ps.", "svg.")  # rcParams read when a file is written
-# which way is better, for the front of pareto() when sense is not given
-_SENSE = {"throughput": "max", "token_throughput": "max", "goodput": "max", "capacity": "max",
-          "slo_attainment": "max", "ttft": "min", "tpot": "min", "e2e": "min", "ttft_q": "min",
-          "tpot_q": "min", "e2e_q": "min", "energy_per_token": "min",
-          "cost_per_million_tokens": "min", "power": "min", "load_fraction": "min"}
-
 
 # --------------------------------------------------------------------------- style and output
 
@@ -697,46 +692,55 @@ def _annotate(ax: Axes, mesh, values: np.ndarray, bad: np.ndarray) -> None:
 # --------------------------------------------------------------------------- Pareto
 
 
-def _front_mask(xv: np.ndarray, yv: np.ndarray, sense: tuple[str, str]) -> np.ndarray:
-    """Points not dominated by another (better or equal on both axes, better on one)."""
-    sx = 1.0 if sense[0] == "max" else -1.0
-    sy = 1.0 if sense[1] == "max" else -1.0
-    order = np.lexsort((-sy * yv, -sx * xv))  # best x first, ties: best y first
-    mask = np.zeros(xv.size, dtype=bool)
-    best = -np.inf
-    for i in order:
-        if sy * yv[i] > best:
-            mask[i] = True
-            best = sy * yv[i]
-    return mask
+def _feasible_points(ds: xr.Dataset, slo: bool) -> xr.DataArray:
+    """The points :func:`hermes_qn.pareto_front` counts: unsaturated, valid, SLOs met if asked."""
+    ok = ~ds["saturated"].fillna(True).astype(bool) if "saturated" in ds else xr.DataArray(True)
+    if "config_error" in ds:
+        ok = ok & (ds["config_error"] == "")
+    if slo and "slo_met" in ds:
+        met = ds["slo_met"]
+        ok = ok & (met.all("class") if "class" in met.dims else met)
+    return ok
+
+
+def _direction(da: xr.DataArray, given: bool | None, where: str) -> bool:
+    if given is not None:
+        return bool(given)
+    name = str(da.name).removesuffix("_q")
+    if name not in DIRECTIONS:
+        raise ValidationError(f"{where}: no known direction for {da.name!r}; valid: maximize=("
+                              "True|False, True|False) for (x, y)")
+    return DIRECTIONS[name]
 
 
 def pareto(ds: xr.Dataset, x: str = "throughput", y: str = "ttft", *,
-           sense: tuple[str, str] | None = None, feasible: str | xr.DataArray | None = None,
-           front: xr.DataArray | None = None, hue: str | None = None, cls: Any = None,
-           pool: str | None = None, quantile: float | None = None,
-           ax: Axes | None = None) -> Axes:
+           maximize: tuple[bool | None, bool | None] = (None, None), slo: bool = True,
+           hue: str | None = None, cls: Any = None, pool: str | None = None,
+           quantile: float | None = None, ax: Axes | None = None) -> Axes:
     """Every configuration of a sweep as a point, and the Pareto front of the feasible ones.
+
+    The front is :func:`hermes_qn.pareto_front` of the two objectives (after
+    ``cls``/``pool``/``quantile`` select one class, pool or quantile).
 
     Parameters
     ----------
     ds : xarray.Dataset
-        A sweep; every dimension left after ``cls``/``pool``/``quantile`` is a
-        configuration axis (each point is one combination).
+        From :func:`hermes_qn.sweep` (or :func:`hermes_qn.evaluate` over
+        rates); every swept dimension is a configuration axis, each point one
+        combination.
     x, y : str
-        Variables (``"throughput"``, ``"ttft"``, ``"cost_per_million_tokens"``,
-        ``"energy_per_token"``, ...); ``"<metric>_q"`` needs ``quantile``.
-    sense : (str, str), optional
-        ``"max"`` or ``"min"`` per axis: which way is better. Default from the
-        variable (throughputs up, latencies, cost and energy down).
-    feasible : str or DataArray, optional
-        Besides not saturated: a boolean variable name (e.g. ``"slo_met"``)
-        or a boolean DataArray over the configuration dims.
-    front : DataArray, optional
-        A boolean mask of the front points (e.g. from a sweep's own front);
-        default: computed here from the feasible points and ``sense``.
+        Variables (``"throughput"``, ``"ttft"``, ``"throughput_per_device"``,
+        ``"tokens_per_joule"``, ``"cost_per_million_tokens"``, ...);
+        ``"<metric>_q"`` needs ``quantile``.
+    maximize : pair of bool or None
+        Whether larger is better, per axis; None takes the known direction
+        (:data:`hermes_qn.sweep.DIRECTIONS`: throughputs up, latencies, cost
+        and energy per token down).
+    slo : bool
+        Feasible means meeting every SLO too; saturated points and invalid
+        configurations are never feasible.
     hue : str, optional
-        A configuration dim whose values colour the feasible points.
+        A swept dim whose values colour the feasible points.
     cls, pool, quantile : optional
         Select one class, pool or quantile for variables that have them.
     ax : Axes, optional
@@ -744,66 +748,47 @@ def pareto(ds: xr.Dataset, x: str = "throughput", y: str = "ttft", *,
     Returns
     -------
     Axes
-        Feasible points (one collection per hue value), infeasible points in
-        grey (label "infeasible"), the front as a line (``gid="front"``,
-        points sorted along ``x``).
+        Infeasible points with finite values in grey (label "infeasible"),
+        feasible points (one collection per hue value), the front as a line
+        through its points sorted along ``x`` (``gid="front"``).
     """
     where = "pareto"
     xa = _pick(_var(ds, x, where), where, cls=cls, pool=pool, quantile=quantile)
     ya = _pick(_var(ds, y, where), where, cls=cls, pool=pool, quantile=quantile)
-    if sense is None:
-        missing = [n for n in (x, y) if n not in _SENSE]
-        if missing:
-            raise ValidationError(f"{where}: no default sense for {missing}; valid: sense=("
-                                  "'max'|'min', 'max'|'min') for (x, y)")
-        sense = (_SENSE[x], _SENSE[y])
-    if len(sense) != 2 or any(s not in ("max", "min") for s in sense):
-        raise ValidationError(f"{where}: sense got {sense!r}; valid: two of 'max', 'min'")
+    if not (isinstance(maximize, (tuple, list)) and len(maximize) == 2):
+        raise ValidationError(f"{where}: maximize got {maximize!r}; valid: a pair of True, "
+                              "False or None")
+    maximize = (_direction(xa, maximize[0], where), _direction(ya, maximize[1], where))
     _check_hue(ds, hue, where)
     xa, ya = xr.broadcast(xa, ya)
     dims = list(xa.dims)
+    if not dims:
+        raise ValidationError(f"{where}: {x} and {y} have no swept dims; valid: a sweep "
+                              "(hermes_qn.sweep or evaluate over rates)")
     if hue is not None and hue not in dims:
-        raise ValidationError(f"{where}: hue got {hue!r}; valid: one of the configuration "
-                              f"dims {dims}")
-    ok = ~_saturated(ds, xa) & ~_saturated(ds, ya)
-    if feasible is not None:
-        extra = _var(ds, feasible, where) if isinstance(feasible, str) else feasible
-        if not isinstance(extra, xr.DataArray) or extra.dtype != bool:
-            raise ValidationError(f"{where}: feasible got {type(extra).__name__} "
-                                  f"{getattr(extra, 'dtype', '')}; valid: a boolean variable "
-                                  "name or boolean DataArray")
-        extra = _pick(extra, where, cls=cls, pool=pool)
-        ok = ok & extra.broadcast_like(xa)
-    ok = ok.transpose(*dims)
-    if front is None:
-        mask = np.zeros(xa.size, dtype=bool)
-        idx = np.flatnonzero(np.asarray(ok).ravel())
-        mask[idx] = _front_mask(np.asarray(xa).ravel()[idx], np.asarray(ya).ravel()[idx], sense)
-    else:
-        if not isinstance(front, xr.DataArray) or front.dtype != bool:
-            raise ValidationError(f"{where}: front got {type(front).__name__}; valid: a boolean "
-                                  f"DataArray over {dims}")
-        mask = np.asarray(front.broadcast_like(xa).transpose(*dims)).ravel() \
-            & np.asarray(ok).ravel()
+        raise ValidationError(f"{where}: hue got {hue!r}; valid: one of the swept dims {dims}")
+    front = pareto_front(ds, xa, ya, maximize=maximize, slo=slo)
+    at = {d: front[d] for d in dims}
+    fx, fy = np.asarray(xa.sel(at), dtype=float), np.asarray(ya.sel(at), dtype=float)
+    ok = _feasible_points(ds, slo).broadcast_like(xa).transpose(*dims)
+    ok = np.asarray(ok & np.isfinite(xa) & np.isfinite(ya)).ravel()
     xf = np.asarray(xa.transpose(*dims), dtype=float).ravel()
     yf = np.asarray(ya.transpose(*dims), dtype=float).ravel()
-    okf = np.asarray(ok).ravel()
-    fx, ux = _display(xa.attrs.get("units"), xf[okf])
-    fy, uy = _display(ya.attrs.get("units"), yf[okf])
+    scale_x, ux = _display(xa.attrs.get("units"), xf[ok])
+    scale_y, uy = _display(ya.attrs.get("units"), yf[ok])
     with _canvas(ax) as ax:
-        if (~okf).any():
-            finite = ~okf & np.isfinite(xf) & np.isfinite(yf)
-            ax.scatter(xf[finite] * fx, yf[finite] * fy, s=6, marker="x", color="0.7",
+        shown = ~ok & np.isfinite(xf) & np.isfinite(yf)
+        if shown.any():
+            ax.scatter(xf[shown] * scale_x, yf[shown] * scale_y, s=6, marker="x", color="0.7",
                        linewidths=0.6, label="infeasible")
-        groups = [(None, okf)] if hue is None else [
-            (v, okf & np.asarray((xa[hue] == v).broadcast_like(xa).transpose(*dims)).ravel())
+        groups = [(None, ok)] if hue is None else [
+            (v, ok & np.asarray((xa[hue] == v).broadcast_like(xa).transpose(*dims)).ravel())
             for v in xa[hue].values]
         for i, (value, sel) in enumerate(groups):
-            ax.scatter(xf[sel] * fx, yf[sel] * fy, s=10, color=COLORS[i % len(COLORS)],
+            ax.scatter(xf[sel] * scale_x, yf[sel] * scale_y, s=10, color=COLORS[i % len(COLORS)],
                        label=_fmt(value) if hue else "feasible", zorder=2)
-        order = np.argsort(xf[mask])
-        ax.plot(xf[mask][order] * fx, yf[mask][order] * fy, color="black", lw=0.9,
-                marker="o", mfc="none", ms=5, gid="front", label="Pareto front", zorder=3)
+        ax.plot(fx * scale_x, fy * scale_y, color="black", lw=0.9, marker="o", mfc="none", ms=5,
+                gid="front", label="Pareto front", zorder=3)
         ax.set_xlabel(_label(_describe(ds, x, quantile if x.endswith("_q") else None), ux))
         ax.set_ylabel(_label(_describe(ds, y, quantile if y.endswith("_q") else None), uy))
         ax.legend(title=_dim_label(ds, hue) if hue else None)

@@ -282,39 +282,44 @@ def test_utilization_heatmap_errors(caps_sweep):
 
 
 def test_pareto_front_is_non_dominated(caps_sweep):
-    ax = plot.pareto(caps_sweep, "throughput", "ttft", hue="batch_cap")
+    ax = plot.pareto(caps_sweep, "throughput", "ttft", hue="batch_cap", slo=False)
     (front,) = [ln for ln in ax.get_lines() if ln.get_gid() == "front"]
     fx, fy = front.get_xdata(), front.get_ydata() / _per_second(ax.get_ylabel())
     ok = ~caps_sweep["saturated"].values.ravel()
     xs = caps_sweep["throughput"].sel({"class": "chat"}).values.ravel()[ok]
     ys = caps_sweep["ttft"].sel({"class": "chat"}).values.ravel()[ok]
+    assert len(fx) >= 2
     for x0, y0 in zip(fx, fy):  # no feasible point beats a front point on both axes
         assert not np.any((xs >= x0) & (ys <= y0) & ((xs > x0) | (ys < y0)))
     for x0, y0 in zip(xs, ys):  # every feasible point is dominated by or on the front
         assert np.any((fx >= x0 - 1e-12) & (fy <= y0 + 1e-12))
     assert np.all(np.diff(fx) >= 0)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["infeasible", "16", "64", "256", "Pareto front"]
-    infeasible = ax.collections[0]
-    # saturated points have infinite latency: not drawn at all
-    assert len(infeasible.get_offsets()) == 0 or np.all(np.isfinite(infeasible.get_offsets()))
+    # saturated points have infinite latency: not drawn, not even as infeasible
+    assert labels == ["16", "64", "256", "Pareto front"]
+    assert sum(len(c.get_offsets()) for c in ax.collections) == ok.sum()
     assert ax.get_xlabel() == "throughput [requests/s]"
     assert ax.get_ylabel().startswith("time to first token (mean) [")
 
 
-def test_pareto_feasible_and_errors(caps_sweep):
-    ax = plot.pareto(caps_sweep, "throughput", "ttft", feasible="slo_met")
+def test_pareto_slo_and_errors(caps_sweep):
+    ax = plot.pareto(caps_sweep, "throughput", "ttft")
     met = (caps_sweep["slo_met"].sel({"class": "chat"}) & ~caps_sweep["saturated"]).values
     feasible = next(c for c in ax.collections if c.get_label() == "feasible")
-    assert len(feasible.get_offsets()) == met.sum()
-    with pytest.raises(ValidationError, match=r"no default sense for \['batch_size'\]"):
+    assert 0 < len(feasible.get_offsets()) == met.sum() < met.size
+    infeasible = next(c for c in ax.collections if c.get_label() == "infeasible")
+    finite = np.isfinite(caps_sweep["ttft"].sel({"class": "chat"}).values)
+    assert len(infeasible.get_offsets()) == (finite & ~met).sum() > 0
+    with pytest.raises(ValidationError, match=r"no known direction for 'batch_size'"):
         plot.pareto(caps_sweep, "throughput", "batch_size", pool="h100")
-    with pytest.raises(ValidationError, match=r"sense got \('up', 'min'\)"):
-        plot.pareto(caps_sweep, "throughput", "ttft", sense=("up", "min"))
+    ax = plot.pareto(caps_sweep, "throughput", "batch_size", pool="h100", maximize=(True, False))
+    assert ax.get_ylabel() == "mean running batch [sequences]"
+    with pytest.raises(ValidationError, match=r"maximize got 'up'"):
+        plot.pareto(caps_sweep, "throughput", "ttft", maximize="up")
     with pytest.raises(ValidationError, match=r"no variable 'latency'"):
         plot.pareto(caps_sweep, "throughput", "latency")
-    with pytest.raises(ValidationError, match=r"feasible got DataArray float64"):
-        plot.pareto(caps_sweep, "throughput", "ttft", feasible=caps_sweep["ttft"])
+    with pytest.raises(ValidationError, match=r"hue got 'pool'; valid: one of the swept dims"):
+        plot.pareto(caps_sweep, "throughput", "ttft", hue="pool", pool="h100")
 
 
 # --------------------------------------------------------------------------- versus sampler
@@ -390,3 +395,19 @@ def test_save_errors(curve, tmp_path):
         plot.save(ax, tmp_path / "missing" / "fig.pdf")
     with pytest.raises(ValidationError, match=r"fig got str"):
         plot.save("figure", tmp_path / "fig.pdf")
+
+
+# --------------------------------------------------------------------------- hq.sweep results
+
+
+def test_figures_from_hq_sweep(scenario):
+    ds = hq.sweep(scenario, rate=RATES, batch_cap=CAPS, device=["H100-SXM", "A100-80GB-SXM"])
+    ax = plot.latency_throughput(ds.sel(device="A100-80GB-SXM"), "ttft", x="rate", hue="batch_cap")
+    assert [ln.get_label() for ln in _data_lines(ax)] == ["16", "64", "256"]
+    ax = plot.utilization_heatmap(ds.sel(batch_cap=256), x="rate", y="device")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["H100-SXM", "A100-80GB-SXM"]
+    ax = plot.pareto(ds, "throughput_per_device", "tokens_per_joule", hue="device")
+    front = hq.pareto_front(ds, "throughput_per_device", "tokens_per_joule")
+    (line,) = [ln for ln in ax.get_lines() if ln.get_gid() == "front"]
+    np.testing.assert_allclose(line.get_xdata(), front["throughput_per_device"].values)
+    np.testing.assert_allclose(line.get_ydata(), front["tokens_per_joule"].values)
