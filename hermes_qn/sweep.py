@@ -187,8 +187,8 @@ def _field_label(value: Any) -> Any:
 
 
 def _axes(scenario: Scenario, shorthand: Mapping[str, Any], fields: Mapping[str, Any] | None,
-          pool: str | None) -> tuple[list[_Axis], dict[str, np.ndarray]]:
-    """Categorical axes, and rate paths of ``fields`` (vectorised like ``rate``)."""
+          pool: str | None) -> tuple[list[_Axis], dict[str, tuple[str, np.ndarray]]]:
+    """Categorical axes, and the rate paths of ``fields`` as {class: (dim, rates)}."""
     axes: list[_Axis] = []
     given = {k: v for k, v in shorthand.items() if v is not None}
     if pool is not None:
@@ -201,7 +201,7 @@ def _axes(scenario: Scenario, shorthand: Mapping[str, Any], fields: Mapping[str,
         _unique(axis, labels)
         axes.append(_Axis(axis, f"pools.{pool}.{POOL_AXES[axis]}", tuple(p[0] for p in pairs),
                           labels))
-    rate_fields: dict[str, np.ndarray] = {}
+    rate_fields: dict[str, tuple[str, np.ndarray]] = {}
     for path, values in (fields or {}).items():
         parts = str(path).split(".")
         if len(parts) == 3 and parts[0] == "classes" and parts[2] == "rate":
@@ -210,7 +210,7 @@ def _axes(scenario: Scenario, shorthand: Mapping[str, Any], fields: Mapping[str,
             if not cls.is_open:
                 raise ValidationError(f"sweep {path}: class {cls.name!r} is closed; valid: "
                                       f"rates of open classes {_open_classes(scenario)}")
-            rate_fields[path] = _rate_values(path, values)
+            rate_fields[cls.name] = (path.replace(".", "_"), _rate_values(path, values))
             continue
         values = _values(path, values)
         scenario.with_value(path, values[0])  # a bad path fails here, before any evaluation
@@ -236,6 +236,12 @@ class _Task:
     def configurations(self) -> int:
         return math.prod(len(a.values) for a in self.axes)
 
+    @property
+    def rate_points(self) -> int:
+        """Points of one evaluate call: the product of the rate dims' lengths."""
+        sizes = {d: n for da in self.rates.values() for d, n in da.sizes.items()}
+        return math.prod(sizes.values())
+
 
 def _build(scenario: Scenario, axes: Sequence[_Axis], combo: Sequence[Any]
            ) -> tuple[Scenario | None, str]:
@@ -259,7 +265,7 @@ def _same_labels(a: xr.Dataset, b: xr.Dataset) -> bool:
         and set(a.indexes) == set(b.indexes)
 
 
-def _run_task(task: _Task, tick: Callable[[], None] | None = None) -> xr.Dataset:
+def _run_task(task: _Task, tick: Callable[[int], None] | None = None) -> xr.Dataset:
     """Evaluate every configuration of a block; one Dataset with the block's categorical dims."""
     combos = list(itertools.product(*(a.values for a in task.axes)))
     results: list[xr.Dataset | None] = []
@@ -270,7 +276,7 @@ def _run_task(task: _Task, tick: Callable[[], None] | None = None) -> xr.Dataset
         errors.append(err)
         devices.append(np.nan if sc is None else float(sum(p.devices for p in sc.pools)))
         if tick is not None:
-            tick()
+            tick(task.rate_points)
     template = next((r for r in results if r is not None), None)
     if template is None:  # no configuration of the block is valid: shape from the base scenario
         template = evaluate(task.scenario, rates=task.rates, **task.options)
@@ -359,22 +365,21 @@ def _combine(blocks: list[xr.Dataset], grid_dims: list[str], grid: tuple[int, ..
 
 
 class _Progress:
-    """A progress line on stderr: configurations done, points, elapsed seconds."""
+    """A progress line on stderr: points done of the total, elapsed seconds."""
 
-    def __init__(self, total: int, points: int) -> None:
-        self.total, self.points, self.done = total, points, 0
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
         self.start = time.perf_counter()
         self.last = -1.0
 
-    def tick(self, n: int = 1) -> None:
+    def tick(self, n: int) -> None:
         self.done += n
         now = time.perf_counter()
         if now - self.last < 0.2 and self.done < self.total:
             return
         self.last = now
-        sys.stderr.write(f"\rhermes-qn sweep: {self.done}/{self.total} configurations "
-                         f"({100 * self.done // max(self.total, 1)}%, {self.points} points), "
-                         f"{now - self.start:.1f} s")
+        sys.stderr.write(f"\rhermes-qn sweep: {self.done}/{self.total} points "
+                         f"({100 * self.done // max(self.total, 1)}%), {now - self.start:.1f} s")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -405,7 +410,8 @@ def _run_dask(client: Any, tasks: list[_Task], progress: _Progress | None) -> li
     futures = client.map(_run_task, tasks, pure=False)
     if progress is not None:
         for future in distributed.as_completed(futures):
-            progress.tick(tasks[futures.index(future)].configurations)
+            task = tasks[futures.index(future)]
+            progress.tick(task.configurations * task.rate_points)
     return client.gather(futures)
 
 
@@ -536,13 +542,10 @@ def sweep(scenario: Scenario, *, rate: Sequence[float] | Mapping[str, Sequence[f
                  "chunk_tokens": chunk_tokens}
     rates, rate_dims = _rate_axes(scenario, rate)
     axes, rate_fields = _axes(scenario, shorthand, fields, pool)
-    for path, v in rate_fields.items():
-        name = scenario.classes[int(path.split(".")[1])].name if path.split(".")[1].isdigit() \
-            else path.split(".")[1]
-        if name in rates or "rate" in rate_dims:
-            raise ValidationError(f"sweep {path}: class {name!r} already has rates from rate=; "
+    for name, (dim, v) in rate_fields.items():
+        if name in rates:
+            raise ValidationError(f"sweep fields: class {name!r} already has rates from rate=; "
                                   "valid: one axis per class rate")
-        dim = path.replace(".", "_")
         rates[name] = xr.DataArray(v, dims=dim, coords={dim: v})
         rate_dims.append(dim)
     if not axes and not rates:
@@ -557,11 +560,10 @@ def sweep(scenario: Scenario, *, rate: Sequence[float] | Mapping[str, Sequence[f
         chunks = chunks or _default_chunks(client, sizes)
     _check_some_valid(scenario, axes)
     tasks, grid_dims, grid = _tasks(scenario, axes, rates, rate_dims, chunks, evaluate_options)
-    configurations = math.prod(len(a.values) for a in axes)
     points = math.prod(sizes.values())
     show = progress if progress is not None else (sys.stderr.isatty()
                                                   and points >= _PROGRESS_POINTS)
-    bar = _Progress(configurations, points) if show else None
+    bar = _Progress(points) if show else None
     try:
         if client is not None:
             blocks = _run_dask(client, tasks, bar)

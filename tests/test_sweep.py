@@ -126,7 +126,7 @@ def test_device_axis_and_a_model_that_does_not_fit(chat):
     ({"batch_cap": [64, 64]}, r"batch_cap: value 64 is given twice"),
     ({"batch_cap": [64], "pool": "a100"}, r"sweep pool.*'a100'.*one of \['h100'\]"),
     ({"fields": {"pools.h100.batch_kap": [1]}}, r"batch_kap.*did you mean 'batch_cap'"),
-    ({"rate": [1.0], "fields": {"classes.chat.rate": [2.0]}}, r"already has rates from rate="),
+    ({"rate": [1.0], "fields": {"classes.chat.rate": [2.0]}}, r"class .chat. already has rates from rate="),
     ({"rate": [1.0], "chunks": {"tp": 1}}, r"chunks: dim 'tp' is not swept; valid: one of"),
     ({"rate": [1.0], "chunks": {"rate": 0}}, r"chunks\['rate'\]: got 0"),
     ({"rate": [1.0], "client": object()}, r"client: got object; valid: a dask.distributed"),
@@ -150,7 +150,7 @@ def test_progress_line_only_when_asked(chat, capsys):
     hq.sweep(chat, rate=[5.0], batch_cap=[32, 64])
     assert capsys.readouterr().err == ""         # stderr is not a terminal under pytest
     hq.sweep(chat, rate=[5.0], batch_cap=[32, 64], progress=True)
-    assert "hermes-qn sweep: 2/2 configurations" in capsys.readouterr().err
+    assert "hermes-qn sweep: 2/2 points (100%)" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- best and Pareto
