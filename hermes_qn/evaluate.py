@@ -417,6 +417,8 @@ class _Result:
     tpot_var: dict[int, np.ndarray] = field(default_factory=dict)
     # seconds of prefill that land in a request's first decode gap, beyond the even share
     first_gap: dict[int, np.ndarray] = field(default_factory=dict)
+    # per-request mean TPOT minus decode time / tokens (s), where steps vary along a request
+    tpot_extra: dict[int, np.ndarray] = field(default_factory=dict)
     unstable: dict[str, np.ndarray] = field(default_factory=dict)
     pool_util: dict[str, np.ndarray] = field(default_factory=dict)
     pool_batch: dict[str, np.ndarray] = field(default_factory=dict)
@@ -570,10 +572,14 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         for w in lp.prefill:
             res.time[id(w)] = wait + t_pre_busy
             res.var[id(w)] = _wait_var(wait, np.maximum(busy, 1e-9))
+        drain = _Draining(pts, bbar, t_dec)
         for w in lp.decode:
-            res.time[id(w)] = np.where(unstable, np.inf, w.tokens * w.max_factor * t_dec_busy)
+            time, per_request = drain.decode(w.points)
+            res.time[id(w)] = np.where(unstable, np.inf, time * w.max_factor * stretch)
             res.var[id(w)] = (w.tokens_second - w.tokens ** 2) * t_dec_busy ** 2
             res.tpot_var[id(w)] = zero
+            n = max(w.tokens, 1e-300)
+            res.tpot_extra[id(w)] = np.where(unstable, 0.0, (per_request - time / n) * stretch)
         util = np.minimum(rho_hi + (1 - rho_hi) * busy, 1.0)
         batch = busy * np.interp(bbar, b, running)  # time-average running, as the batch drains
         coef = cap_hi.copy()
@@ -725,6 +731,40 @@ def _interp(table: np.ndarray, x: np.ndarray) -> np.ndarray:
 _FILLS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
 
 
+class _Draining:
+    """A static batch of ``bbar`` sequences that leave as they finish, slots not refilled.
+
+    With the equally likely decode-token counts ``points``, step ``j`` runs the
+    ``bbar x P(d >= j)`` sequences still decoding: piecewise constant between
+    the sorted points. A request of ``d`` tokens decodes through the first
+    ``d`` steps, the fullest ones, so its time is the sum of those steps (not
+    ``d`` steps at the batch's mean occupancy), and its TPOT their mean.
+    """
+
+    def __init__(self, points: np.ndarray, bbar: np.ndarray, t_dec: np.ndarray) -> None:
+        d = np.sort(np.asarray(points, dtype=float))
+        m = len(d)
+        self.x = np.concatenate([[0.0], d])
+        running = bbar[..., None] * (m - np.arange(m)) / m                      # (*S, m)
+        L = t_dec.shape[-1]
+        r = np.clip(running, 1.0, L)
+        lo = np.clip(np.floor(r).astype(int), 1, L)
+        hi = np.minimum(lo + 1, L)
+        t_lo = np.take_along_axis(t_dec, lo - 1, -1)
+        self.step = t_lo + (r - lo) * (np.take_along_axis(t_dec, hi - 1, -1) - t_lo)
+        self.cum = np.concatenate([np.zeros(np.shape(bbar) + (1,)),
+                                   np.cumsum(np.diff(self.x) * self.step, -1)], -1)
+
+    def decode(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Mean decode seconds, mean per-request seconds per token) of requests of ``points``."""
+        p = np.asarray(points, dtype=float)
+        k = np.clip(np.searchsorted(self.x, p, side="right") - 1, 0, len(self.x) - 2)
+        time = self.cum[..., k] + (p - self.x[k]) * self.step[..., k]             # (*S, n)
+        some = p >= 1.0
+        per = (time[..., some] / p[some]).mean(-1) if some.any() else np.zeros(time.shape[:-1])
+        return time.mean(-1), per
+
+
 class _ChunkMix:
     """Mixed steps of chunked prefill at a mean running batch ``bbar`` (arrays over the sweep).
 
@@ -861,6 +901,7 @@ def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
         after_main = np.zeros(shape)
         tpot_var = np.zeros(shape)
         first_gap = np.zeros(shape)
+        tpot_extra = np.zeros(shape)
         for s in segs:
             if s.work is None:
                 mean, var = np.full(shape, s.seconds), np.zeros(shape)
@@ -882,11 +923,12 @@ def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
                 if s.kind == "decode":
                     tpot_var = tpot_var + p * res.tpot_var.get(id(s.work), 0.0)
                     first_gap = first_gap + p * res.first_gap.get(id(s.work), 0.0)
+                    tpot_extra = tpot_extra + p * res.tpot_extra.get(id(s.work), 0.0)
         n = plan.decoded_tokens[k] - 1.0
         # TPOT is a mean over requests of (decode time / gaps): time that lands in the first
         # gap of every request weighs E[1/(n-1)] instead of 1/E[n-1]
         uneven = first_gap * max(plan.inverse_gaps[k] - 1.0 / n, 0.0) if n > 0 else 0.0
-        out["tpot"][k] = after_main / n + uneven if n > 0 else np.nan
+        out["tpot"][k] = after_main / n + uneven + tpot_extra if n > 0 else np.nan
         out["tpot_var"][k] = tpot_var
         saturated = ~np.isfinite(out["e2e"][k])
         for name in ("ttft", "tpot"):
