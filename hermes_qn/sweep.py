@@ -29,6 +29,7 @@ dimensions and each block runs as one task on the cluster.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import sys
@@ -453,7 +454,8 @@ def _derived(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def sweep(scenario: Scenario, *, rate: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+def sweep(scenario: Scenario, *,
+          rate: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
           batch_cap: Sequence[int] | None = None, device: Sequence[str | Device] | None = None,
           strategy: Sequence[str] | None = None, tp: Sequence[int] | None = None,
           chunk_tokens: Sequence[int] | None = None,
@@ -763,15 +765,13 @@ def save_sweep(ds: xr.Dataset, path: str) -> None:
     """
     out = ds.copy()
     out.attrs = {k: _attr(v) for k, v in ds.attrs.items()}
-    for name in out.variables:
-        out[name].attrs = {k: _attr(v) for k, v in out[name].attrs.items()}
+    for var in out.variables.values():
+        var.attrs = {k: _attr(v) for k, v in var.attrs.items()}
     path = str(path)
     if path.rstrip("/").endswith(".zarr"):
-        try:
-            import zarr  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("zarr") is None:
             raise HermesError("save_sweep: writing Zarr needs zarr; install the extra with pip "
-                              "install 'hermes-qn[zarr]'") from None
+                              "install 'hermes-qn[zarr]'")
         for name in list(out.variables):
             if out[name].dtype.kind == "U":
                 out[name] = out[name].astype(object)

@@ -97,6 +97,16 @@ def test_fields_keep_path_dims_and_rate_paths_vectorise(chat):
         ds.ttft.sel(classes_chat_rate=10.0, pools_h100_devices=8)
 
 
+def test_configurations_with_different_stages_share_the_union_of_stage_labels(chat):
+    plain = chat.classes[0].pipeline
+    paused = (hq.scenario.Pause(0.2),) + tuple(plain)
+    ds = hq.sweep(chat, rate=[5.0, 10.0], fields={"classes.chat.pipeline": [plain, paused]})
+    assert ds.stage.values.tolist() == ["generate.prefill", "generate.decode", "pause"]
+    times = ds.stage_time.sel({"class": "chat", "stage": "pause"}).values
+    assert np.isnan(times[:, 0]).all() and np.allclose(times[:, 1], 0.2)
+    np.testing.assert_allclose(ds.e2e.diff("classes_chat_pipeline"), 0.2, rtol=1e-9)
+
+
 def test_device_axis_and_a_model_that_does_not_fit(chat):
     ds = hq.sweep(chat, rate=[5.0], device=["H100-SXM", "TPU-v5e", "H200"])
     assert ds.device.values.tolist() == ["H100-SXM", "TPU-v5e", "H200"]
@@ -126,7 +136,8 @@ def test_device_axis_and_a_model_that_does_not_fit(chat):
     ({"batch_cap": [64, 64]}, r"batch_cap: value 64 is given twice"),
     ({"batch_cap": [64], "pool": "a100"}, r"sweep pool.*'a100'.*one of \['h100'\]"),
     ({"fields": {"pools.h100.batch_kap": [1]}}, r"batch_kap.*did you mean 'batch_cap'"),
-    ({"rate": [1.0], "fields": {"classes.chat.rate": [2.0]}}, r"class .chat. already has rates from rate="),
+    ({"rate": [1.0], "fields": {"classes.chat.rate": [2.0]}},
+     r"class 'chat' already has rates from rate="),
     ({"rate": [1.0], "chunks": {"tp": 1}}, r"chunks: dim 'tp' is not swept; valid: one of"),
     ({"rate": [1.0], "chunks": {"rate": 0}}, r"chunks\['rate'\]: got 0"),
     ({"rate": [1.0], "client": object()}, r"client: got object; valid: a dask.distributed"),
@@ -250,10 +261,14 @@ def test_file_round_trip(grid, chat, tmp_path, suffix):
         pytest.importorskip("zarr")
     ds = hq.sweep(chat, rate=[5.0, 2000.0], device=["H100-SXM", "TPU-v5e"])
     ds.attrs.update(options={"damping": 0.5}, origin=None, checked=True)
+    ds["ttft"].attrs["source"] = None
     path = tmp_path / f"sweep{suffix}"
     hq.save_sweep(ds, path)
+    assert ds.attrs["checked"] is True and ds["ttft"].attrs["source"] is None  # input untouched
     back = hq.open_sweep(path)
     _same(ds, back)
+    assert back["ttft"].attrs == {"units": "s", "long_name": "time to first token (mean)",
+                                  "source": "None"}
     assert back.saturated.dtype == bool and back.device.values.tolist() == ["H100-SXM", "TPU-v5e"]
     assert "does not fit" in str(back.config_error.sel(device="TPU-v5e").values)
     assert back.attrs["options"] == "{'damping': 0.5}" and back.attrs["origin"] == "None"
