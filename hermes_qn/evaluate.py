@@ -267,9 +267,10 @@ class _Plan:
         retrieved = 0.0
         fetch: KVFetch | None = None
         main = c.main_index
-        labels = [s.kind for s in c.pipeline]
+        labels = [s.label if isinstance(s, Pause) else s.kind for s in c.pipeline]
         for i, stage in enumerate(c.pipeline):
-            label = stage.kind if labels.count(stage.kind) == 1 else f"{stage.kind}{i}"
+            name = stage.label if isinstance(stage, Pause) else stage.kind
+            label = name if labels.count(name) == 1 else f"{name}{i}"
             before = i < main
             if isinstance(stage, Embed):
                 pool = sc.pool(stage.pool)
@@ -601,9 +602,9 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             t_fill = np.concatenate([np.broadcast_to(fill0, t_fill.shape[:-2] + (1, len(_FILLS))),
                                      t_fill], axis=-2)                         # (*S, L+1, F)
             mean_prompt = np.asarray(pre_tokens / np.where(pre_rate > 0, pre_rate, 1.0))
-            bbar = zero + 0.0
-            for iterations in range(1, max_iter + 1):
-                mix = _ChunkMix(lp.prefill, C, bbar, pre_tokens, mean_prompt, t_dec, t_fill)
+            def settle(x):
+                """The decode station at a mean running batch ``x``: (its own mean - x, it)."""
+                mix = _ChunkMix(lp.prefill, C, x, pre_tokens, mean_prompt, t_dec, t_fill)
                 step = (1 - mix.p_mixed[..., None]) * t_dec + mix.p_mixed[..., None] * mix.t_b
                 step = step * stretch[..., None]
                 mult = b * step[..., :1] / step
@@ -611,15 +612,35 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                                 np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
                 bs = batch_station(theta * step[..., 0], mult, cap, g=step)
                 new = np.where(np.isfinite(bs.mean_running), bs.mean_running, cap)
-                residual = float(np.max(np.abs(new - bbar) / np.maximum(new, 1.0), initial=0.0))
-                bbar = bbar + damping * (new - bbar)
-                if residual < tol:
+                return new - x, bs, step
+
+            # the batch solves x = mean running(x) in [0, cap]: regula falsi (Illinois) on
+            # that bracket, which cannot cycle where the map has kinks (damping is not used)
+            x_lo, x_hi = zero + 0.0, cap + 0.0
+            g_lo, g_hi = settle(x_lo)[0], settle(x_hi)[0]
+            kept = np.zeros(shape, dtype=int)   # -1: lo kept last time, +1: hi kept
+            for iterations in range(1, max_iter + 1):
+                span = g_lo - g_hi
+                bbar = np.where(span > 0, x_lo + g_lo * (x_hi - x_lo) / np.where(span > 0, span, 1),
+                                0.5 * (x_lo + x_hi))
+                g, bs, step = settle(bbar)
+                miss = np.abs(g) / np.maximum(bbar + g, 1.0)
+                # settled: a root, or a bracket as narrow as tol around a step of the map
+                open_ = (miss >= tol) & ((x_hi - x_lo) / np.maximum(bbar, 1.0) >= tol)
+                residual = float(np.max(miss, initial=0.0))
+                if not open_.any():
                     break
+                up = g > 0
+                x_lo, g_lo = np.where(up, bbar, x_lo), np.where(up, g, g_lo)
+                x_hi, g_hi = np.where(up, x_hi, bbar), np.where(up, g_hi, g)
+                g_hi = np.where(up & (kept == 1), g_hi / 2, g_hi)
+                g_lo = np.where(~up & (kept == -1), g_lo / 2, g_lo)
+                kept = np.where(up, 1, -1)
             else:
                 raise ConvergenceError(
                     f"evaluate: chunked-prefill fixed point on pool {name!r} did not settle in "
-                    f"{max_iter} iterations (residual {residual:.3g}); valid: raise max_iter or "
-                    "lower damping", iterations=max_iter, residual=residual)
+                    f"{max_iter} iterations (residual {residual:.3g}); valid: raise max_iter",
+                    iterations=max_iter, residual=residual)
             mix = _ChunkMix(lp.prefill, C, bbar, pre_tokens, mean_prompt, t_dec, t_fill)
             tm = mix.t_full * stretch
             speed = mix.chunk / tm                                # prompt tokens/s when backlogged

@@ -148,12 +148,14 @@ def fetch_time(model: Model | str, tier: MemoryTier | Link | None, reused_tokens
                bandwidth: Any = None) -> Any:
     """Seconds to fetch the KV cache of ``reused_tokens`` tokens: ``latency + bytes / bandwidth``.
 
-    ``bytes`` is :func:`kv_bytes` (one rank; ranks fetch in parallel). ``latency``
+    ``bytes`` is the whole TP group's cache, ``tp x`` :func:`kv_bytes` (one rank's
+    shard): every rank's shard crosses the one tier, as in
+    :func:`hermes_qn.evaluate` and the sampler (a tier shared by the ranks). ``latency``
     (s) and ``bandwidth`` (B/s) override the tier's, or stand in for missing
     catalog values (most tiers have no published latency: pass one). Zero
     tokens take zero time (nothing is fetched).
     """
-    nbytes = np.asarray(kv_bytes(model, reused_tokens, kv_precision=kv_precision, tp=tp))
+    nbytes = tp * np.asarray(kv_bytes(model, reused_tokens, kv_precision=kv_precision, tp=tp))
     bw, lat = _tier_iv(tier, latency, bandwidth, "tier")
     return _scalar(np.where(nbytes > 0, lat + nbytes / bw, 0.0))
 

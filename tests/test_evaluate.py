@@ -192,10 +192,10 @@ def test_every_stage_kind_in_one_pipeline():
     ds = hq.evaluate(Scenario("all", (cpu, gpu, small), (c,)))
     assert np.isfinite(ds.e2e.item()) and not bool(ds.saturated)
     labels = list(ds.stage.values)
-    for part in ("generate0", "embed", "search", "rerank", "kv_fetch.CXL-CZ120", "pause"):
+    for part in ("generate0", "embed", "search", "rerank", "kv_fetch.CXL-CZ120", "guard"):
         assert any(lab.startswith(part) for lab in labels), part
     # TTFT covers everything up to the main generate's first prefill, nothing after it
-    before = [s for s in labels if not s.startswith(("generate5", "pause"))]
+    before = [s for s in labels if not s.startswith(("generate5", "guard"))]
     first = ds.stage_time.sel(stage=before).sum().item() + ds.stage_time.sel(
         stage="generate5.round1.prefill").item()
     assert ds.ttft.item() == pytest.approx(first, rel=1e-9)
@@ -248,3 +248,27 @@ def test_a_link_shared_by_kv_transfer_and_kv_fetch_contends():
     s_fetch, _ = kv_fetch_time(sc.classes[0].pipeline[0].tiers[0], model, 8192, 1)
     rho = (4.0 * s_transfer + 4.0 * 0.9 * s_fetch) / 2
     assert t_shared == pytest.approx(s_transfer / (1 - rho), rel=1e-9)
+
+
+def test_pause_is_named_by_its_label():
+    from hermes_qn.scenario import Pause
+    sc = Scenario("p", (Pool("gpu", "H100-SXM", models=(MODEL,)),),
+                  (RequestClass("c", (Pause(0.01, label="pcie"), Pause(0.02),
+                                      Generate.on("gpu", MODEL)), 100, 100, rate=1.0),))
+    ds = hq.evaluate(sc)
+    assert ds.stage_time.sel(stage="pcie").item() == pytest.approx(0.01)
+    assert ds.stage_time.sel(stage="pause").item() == pytest.approx(0.02)
+
+
+def test_chunked_fixed_point_settles_across_loads():
+    # a reasoning class on a chunked pool once cycled at 1e-5 under damped iteration
+    from hermes_qn import workload
+    prompt, output = workload.dataset("azure-conv")
+    sc = Scenario("x", (Pool("h200", "H200", devices=8, tp=2, models=("qwen3-32b",),
+                             batching="chunked", chunk_tokens=1024, batch_cap=128),),
+                  (RequestClass("req", (Generate.on("h200", "qwen3-32b", thinking=2.0, rounds=2,
+                                                    round_delay=1.0, round_tokens=300),),
+                                prompt_tokens=prompt, output_tokens=output, rate=1.0),))
+    cap = hq.evaluate(sc).capacity.item()
+    ds = hq.evaluate(sc, rates={"req": np.linspace(0.05, 0.95, 19) * cap})
+    assert np.isfinite(ds.ttft).all() and bool((np.diff(ds.e2e.values.ravel()) > 0).all())

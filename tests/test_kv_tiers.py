@@ -125,3 +125,15 @@ def test_errors():
         kv_tiers.expected_fetch_time(L8, [NVME], [0.5], 10, latencies=[0])
     with pytest.raises(ValidationError, match=r"max_tokens: got 1e\+06 .*valid: 1 to max_context"):
         kv_tiers.crossover(L8, H100, NVME, latency=0, max_tokens=1e6)
+
+
+def test_fetch_time_moves_the_whole_tp_group_like_the_scenario_stages():
+    # every rank's shard crosses the one tier: the same bytes as evaluate's KV fetch stage
+    from hermes_qn.scenario import TierShare
+    from hermes_qn.stage_times import kv_fetch_time
+    tier = hardware.load("DDR5-socket")
+    for tp in (1, 2, 4):
+        secs, _ = kv_fetch_time(TierShare("DDR5-socket", 1.0), L8, 4096, tp)
+        assert kv_tiers.fetch_time(L8, tier, 4096, tp=tp, latency=0.0) == pytest.approx(secs)
+    assert kv_tiers.fetch_time(L8, tier, 4096, tp=4, latency=0.0) == pytest.approx(
+        4 * kv_tiers.kv_bytes(L8, 4096, tp=4) / tier.bandwidth)
