@@ -102,14 +102,21 @@ _SAVE_KEYS = ("savefig.", "pdf.", "ps.", "svg.")  # rcParams read when a file is
 # --------------------------------------------------------------------------- style and output
 
 
-def style() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def style() -> Iterator[None]:
     """The house style as a context manager: ``with hq.plot.style(): ...``.
 
     Sets :data:`RC` for the block (single-column 3.5 x 2.5 in figures, 8 pt
     text, Okabe-Ito colour and marker cycle, TrueType fonts in PDF, text as
-    text in SVG) and restores the caller's rcParams after it.
+    text in SVG) and restores the caller's rcParams after it, except the
+    interactive mode: a notebook backend that loads with the first figure
+    (inside the block) switches it on, and it stays on so that later
+    figures are shown.
     """
-    return mpl.rc_context(RC)
+    with mpl.rc_context(RC):
+        yield
+        interactive = mpl.is_interactive()
+    mpl.interactive(interactive)
 
 
 def save(fig: Figure | Axes, path: str | Path, *, dpi: int = 300) -> Path:
@@ -324,7 +331,7 @@ def _class_hue(da: xr.DataArray, cls: Any, hue: str | None) -> str | None:
 
 def latency_throughput(ds: xr.Dataset, metric: str = "ttft", *, x: str = "throughput",
                        hue: str | None = None, cls: Any = None, quantile: float | None = None,
-                       ax: Axes | None = None) -> Axes:
+                       yscale: str = "linear", ax: Axes | None = None) -> Axes:
     """Latency against throughput (or arrival rate), one line per configuration.
 
     Parameters
@@ -346,6 +353,9 @@ def latency_throughput(ds: xr.Dataset, metric: str = "ttft", *, x: str = "throug
         The class to draw when there are several.
     quantile : float, optional
         Draw the quantile (one of the Dataset's, e.g. 0.9) instead of the mean.
+    yscale : {"linear", "log"}
+        ``"log"`` keeps the low-load latencies readable beside the blow-up
+        near capacity; a linear axis starts at 0.
     ax : Axes, optional
 
     Returns
@@ -356,6 +366,8 @@ def latency_throughput(ds: xr.Dataset, metric: str = "ttft", *, x: str = "throug
         dotted vertical line (``gid="capacity"``) marks that line's capacity.
     """
     where = "latency_throughput"
+    if yscale not in ("linear", "log"):
+        raise ValidationError(f"{where}: yscale got {yscale!r}; valid: 'linear' or 'log'")
     y, text = _metric(ds, metric, quantile, where)
     _check_hue(ds, hue, where)
     hue = _class_hue(y, cls, hue)
@@ -386,7 +398,9 @@ def latency_throughput(ds: xr.Dataset, metric: str = "ttft", *, x: str = "throug
                 marked = True
         ax.set_xlabel(xtext)
         ax.set_ylabel(_label(text, unit))
-        ax.set_ylim(bottom=0)
+        ax.set_yscale(yscale)
+        if yscale == "linear":
+            ax.set_ylim(bottom=0)
         handles, labels = ax.get_legend_handles_labels()
         if marked:
             handles.append(Line2D([], [], color="0.4", ls=":", lw=0.8))

@@ -90,6 +90,18 @@ def test_style_sets_and_restores_rcparams():
     assert list(matplotlib.rcParams["figure.figsize"]) == list(before["figure.figsize"])
 
 
+def test_style_keeps_interactive_mode_switched_on_inside():
+    # a notebook backend loading with the first figure switches interactive mode on
+    was = matplotlib.is_interactive()
+    try:
+        matplotlib.interactive(False)
+        with plot.style():
+            matplotlib.interactive(True)
+        assert matplotlib.is_interactive()
+    finally:
+        matplotlib.interactive(was)
+
+
 def test_new_figures_are_single_column(curve):
     ax = plot.latency_throughput(curve)
     assert ax.figure.get_size_inches()[0] == pytest.approx(3.5)
@@ -137,6 +149,8 @@ def test_latency_throughput_hue_lines_and_quantile(caps_sweep):
     assert ax.get_xlabel() == "arrival rate [requests/s]"
     assert ax.get_legend().get_title().get_text() == "batch cap [sequences]"
     assert len([ln for ln in ax.get_lines() if ln.get_gid() == "capacity"]) == 3
+    ax = plot.latency_throughput(caps_sweep, "ttft", x="rate", hue="batch_cap", yscale="log")
+    assert ax.get_yscale() == "log" and ax.get_ylim()[0] > 0
 
 
 def test_latency_throughput_bad_inputs(curve, caps_sweep, scenario):
@@ -154,6 +168,8 @@ def test_latency_throughput_bad_inputs(curve, caps_sweep, scenario):
     with pytest.raises(ValidationError, match=r"x='rate' has no coordinate values"):
         plot.latency_throughput(bare, x="rate")
     assert len(_data_lines(plot.latency_throughput(bare))) == 1  # x='throughput' needs no coords
+    with pytest.raises(ValidationError, match=r"yscale got 'symlog'; valid: 'linear' or 'log'"):
+        plot.latency_throughput(curve, yscale="symlog")
     with pytest.raises(ValidationError, match=r"x got 'speed'"):
         plot.latency_throughput(curve, x="speed")
     with pytest.raises(ValidationError, match=r"no dimension to draw|not among them"):
