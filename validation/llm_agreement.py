@@ -381,60 +381,38 @@ def write_report(rows, requests, replications, wall) -> str:
 #: Reasons for the misses, from the mechanics of evaluate and the sampler (see the module
 #: docstrings of hermes_qn.evaluate and hermes_qn.llm_sampler); written after reading the table.
 EXPLANATIONS: list[str] = [
-    "- **static** (both prompt lengths; worst of all): evaluate's own limit, *queues longer "
-    "than one batch are not modelled* (module docstring), so it underestimates waiting from "
-    "mid load on. For **long prompts** the sampler's capacity is also lower than evaluate's "
-    "(at 0.9 the sampler saturates, throughput +30%): the sampler times a batch's prefill as "
-    "`StepModel.prefill(sum of the prompts, batch=1)`, one sequence of b x 3000 tokens with "
-    "quadratic attention, while evaluate uses `prefill(3000, batch=b)`; for b = 20 prompts "
-    "that is 5.08 s against 3.55 s (+43%), so static batches in the sampler grow, slow down "
-    "and run away. TPOT (-16% at 0.3 short, -45% at 0.8): evaluate's batch size "
-    "b = lambda T(b) is the gated-batch size without a queue, smaller than the sampler's "
-    "batches once a backlog forms.",
-    "- **continuous, long prompts**, TPOT -7% at 0.3 to -24% at 0.8: the sampler's multi-prompt "
-    "prefill step (up to `max_batched_tokens` = 8192, i.e. two 3000-token prompts) is timed "
-    "as one joint sequence (+2% for two prompts, more for three with shorter ones), and its "
-    "prefills pause every running decode; evaluate's stretch `1 / (1 - rho_prefill)` uses "
-    "one-by-one prefills. The remaining gap is not identified here (a candidate: the "
-    "stretch is applied to the mean decode step, while a long prefill lands on a whole "
-    "batch of running sequences at once, so TPOT of the sequences resident during long "
-    "prefills weigh more). TTFT -44% at 0.9 is the queue near capacity.",
-    "- **continuous, short prompts**, TTFT +14% at 0.7, +20% at 0.8: evaluate's docstring "
-    "says it: several waiting prompts are batched into one prefill step by the engine (the "
-    "sampler admits them together up to 8192 tokens), while the M/G/1 priority formula "
-    "serves them one by one (conservative at high load).",
-    "- **chunked, short prompts**, TTFT -5..-15% and TPOT/E2E +7..+13% from 0.3 on: evaluate "
-    "treats prefill as a token stream of (C - b) tokens per mixed step, i.e. every mixed step "
-    "carries a *full* chunk. With 256-token prompts and a 512-token chunk the sampler's "
-    "steps are partly filled (a lone prompt takes one step of b + 256 tokens and gets its "
-    "first token only at that step's end), so the sampler's prompts wait a whole step "
-    "(TTFT higher than evaluate's fractional step) and its decode steps are shorter than "
-    "evaluate's full mixed steps (TPOT lower).",
-    "- **RAG**, TTFT +12% at 0.1 to +49% at 0.8 (E2E within 3%): a mechanics mismatch. "
-    "evaluate puts the reranker on the decoder pool as high-priority work on the LLM "
-    "replicas (it waits like a prefill, behind the residual of an LLM step, and stretches "
-    "the LLM's steps); the sampler gives encoders their own servers, separate from the LLM "
-    "engine (llm_sampler docstring), so its rerank never waits for the LLM.",
-    "- **reasoning (2 rounds x 2 branches)**, E2E +47% already at 0.1 load: another mechanics "
-    "mismatch. evaluate times a round's decode by E[max over the branches of independent "
-    "token counts] (`expected_max(decode_tokens, branches)`, x1.5 for two exponential-like "
-    "draws), while the sampler gives every branch the same count (`_Seq(job, 0, s.ctx, "
-    "s.left, ...)` copies `left`), so its max is the mean. TPOT +6% at 0.1 growing to +37% "
-    "at 0.8: the same E[max] stretches the round (TPOT runs to the end of the last branch), "
-    "and the gap grows with load (not analysed further).",
-    "- **p90/p99 of TTFT at low load** (continuous short prompts +123% at 0.1, RAG +102%, "
-    "two classes' short class +140%, KV fetch +13..+33%), while mean TTFT agrees within a few "
-    "per cent: evaluate's percentiles come from a gamma fitted to the mean and variance, and "
-    "TTFT at low load is its own prefill (narrow) plus, for a few requests, a wait behind "
-    "a running step; the variance of that rare wait gives the gamma a long right tail that "
-    "the sampler's TTFT (almost an atom at the prefill time) does not have. Means and E2E "
-    "percentiles are unaffected (E2E is dominated by the decode, whose spread the gamma "
-    "fits well).",
-    "- **routing** and **two classes** follow the continuous-batching colocated case "
-    "(TTFT high by up to ~20% near 0.8-0.9 from one-by-one prefills); **disaggregated** and "
-    "**KV fetch** meet the targets at every load up to 0.8 on means; disaggregated long "
-    "prompts read TTFT 10-13% low at 0.7-0.9 (the prefill pool's M/G/1 with SCV 0.5 "
-    "prompts, where the sampler batches waiting prompts into joint, superlinear steps).",
+    "- **continuous, short prompts**, TTFT +8% at 0.5 to +19% at 0.8: the engine puts the "
+    "prompts waiting at a step boundary into one prefill step (1.36 prompts per step as a "
+    "prompt sees it at 0.8 load, in the sampler), and a step of two 256-token prompts costs "
+    "far less than two steps (a fixed per-step cost dominates short prefills); evaluate's "
+    "M/G/1 priority formula serves prompts one by one, so it overstates the prefill load, "
+    "the decode stretch (TPOT +5%) and the wait. A bulk-service variant (wait, then the "
+    "whole batch's step) was tried and overshot (+24%); not shipped. p90 TTFT +21% to +57% "
+    "at 0.5-0.9: the conditional wait is taken as exponential, while the sampler's is "
+    "mostly the residual of a near-deterministic decode step (closer to uniform, a "
+    "shorter tail).",
+    "- **continuous, long prompts**, TPOT -13% at 0.7, -17% at 0.8 (within the sampler's "
+    "half-width, marked †): the sampler's TPOT is a mean over requests of decode time / "
+    "(tokens - 1); a 3000-token prefill that lands in the few gaps of a short request weighs "
+    "heavily (requests of 2-9 tokens average 0.28 s per token at 0.8 load). The ratio of "
+    "means (total decode time / total tokens) agrees within 0.1%. evaluate adds the "
+    "prefills queued behind a request's own prefill to its first gap (`q / (1 - q)` steps, "
+    "weighed by E[1/(n-1)]), which closes a third of the gap; the rest (later gaps of short "
+    "requests, correlated with the queue) is not modelled.",
+    "- **chunked, long prompts**, TTFT -14% at 0.8 (half-width ±26%, †): the queue of "
+    "3000-token prompts near capacity, where three replications give wide intervals.",
+    "- **routing** p90 TTFT +46% to +74% (means within 10% up to 0.7): TTFT is a mixture over "
+    "the two targets (Llama-3.1-8B on one pool, Mistral-7B on the other) and evaluate fits "
+    "one gamma to the mixture's mean and variance, which gives it a longer tail than the "
+    "two-humped sampled distribution; mean TTFT follows the continuous case (+16% at 0.8).",
+    "- **two classes**, short class: mean TTFT +12% at 0.8 (†), the continuous-batching "
+    "one-by-one prefills above; p90 TTFT +23..+35% at 0.1-0.3 where the long class's "
+    "3000-token prefills are the short class's rare, long waits (the exponential "
+    "conditional wait has the right mean but not the sampler's shape).",
+    "- **disaggregated, short prompts**: p90 TTFT +21% at 0.9 only (†).",
+    "- Met everywhere up to 0.8 on means: chunked short prompts, static (both), "
+    "disaggregated (both), RAG (embed, search and rerank, the reranker on the LLM pool), "
+    "KV fetch from tiers, reasoning with rounds and branches.",
 ]
 
 
