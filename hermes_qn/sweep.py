@@ -24,7 +24,13 @@ system: its metrics are NaN and ``config_error`` holds the reason.
 
 With a :class:`dask.distributed.Client` (``client=``; ``pip install
 'hermes-qn[dask]'``) the same sweep is cut into blocks along the swept
-dimensions and each block runs as one task on the cluster.
+dimensions and each block runs as one task on the cluster. Where a fixed point
+is solved (chunked or static batching, closed classes) it settles per evaluate
+call, so blocks that split the rates agree with the local sweep to its ``tol``.
+
+:func:`best` picks the best feasible point for an objective, :func:`pareto_front`
+the non-dominated points of two; :func:`save_sweep` / :func:`open_sweep` write
+and read NetCDF or Zarr.
 """
 
 from __future__ import annotations
