@@ -143,7 +143,7 @@ import xarray as xr
 from scipy import stats
 
 from .errors import ValidationError
-from .scenario import Embed, Generate, KVFetch, Pool, Rerank, Scenario
+from .scenario import Embed, Generate, KVFetch, Pause, Pool, Rerank, Scenario
 from .stage_times import (StepModel, embed_time, kv_fetch_time, kv_transfer_time, rerank_time,
                           search_time)
 
@@ -1181,6 +1181,20 @@ class _Replication:
 # --------------------------------------------------------------------------- summary
 
 
+def _stage_labels(rc) -> list[str]:
+    """A class's pipeline stages named as evaluate's ``stage`` labels begin (a Pause by its
+    label; a kind that occurs twice gets its index)."""
+    names = [st.label if isinstance(st, Pause) else st.kind for st in rc.pipeline]
+    return [n if names.count(n) == 1 else f"{n}{i}" for i, n in enumerate(names)]
+
+
+def _all_stage_labels(scenario: Scenario) -> list[str]:
+    out: list[str] = []
+    for rc in scenario.classes:
+        out += [lab for lab in _stage_labels(rc) if lab not in out]
+    return out
+
+
 def _summarise(rep: _Replication, scenario: Scenario) -> dict:
     ncls = len(scenario.classes)
     t0, t1 = rep.t0, rep.t1
@@ -1193,6 +1207,9 @@ def _summarise(rep: _Replication, scenario: Scenario) -> dict:
         res[name] = np.full(ncls, np.nan)
     for name in ("ttft_q", "tpot_q", "e2e_q"):
         res[name] = np.full((ncls, len(QUANTILES)), np.nan)
+    labels = _all_stage_labels(scenario)
+    res["stage_time"] = np.full((ncls, len(labels)), np.nan)
+    res["slo_attainment"] = np.full(ncls, np.nan)
     for k in range(ncls):
         rows = by[k]
         times = np.asarray(rep.done_times[k])
@@ -1211,6 +1228,18 @@ def _summarise(rep: _Replication, scenario: Scenario) -> dict:
             if x.size:
                 res[name][k] = x.mean()
                 res[name + "_q"][k] = np.quantile(x, QUANTILES)
+        for i, lab in enumerate(_stage_labels(scenario.classes[k])):
+            res["stage_time"][k, labels.index(lab)] = float(np.mean([r.st[i] for r in rows]))
+        # SLO attainment: the fraction of requests that meet every target of the class
+        slo = scenario.classes[k].slo
+        ok = np.ones(len(rows), dtype=bool)
+        if slo is not None:
+            tpot_all = np.array([(r.main_end - r.first) / (r.main_tokens - 1)
+                                 if r.main_tokens >= 2 else 0.0 for r in rows])
+            for target, x in ((slo.ttft, ttft), (slo.tpot, tpot_all), (slo.e2e, e2e)):
+                if target is not None:
+                    ok &= x <= target
+        res["slo_attainment"][k] = ok.mean()
     pools = scenario.pools
     decoding = {tg.decode_on for c in scenario.classes for st in c.pipeline
                 if isinstance(st, Generate) for tg in st.targets}
@@ -1289,9 +1318,13 @@ def simulate_scenario(scenario: Scenario, *, requests: int = 20000, warmup: floa
         Per class (dims ``class``, ``quantile``): ``ttft``, ``tpot``, ``e2e``
         (mean seconds), ``ttft_q``, ``tpot_q``, ``e2e_q``, ``throughput``
         (requests/s), ``token_throughput`` (answer tokens/s), each with a
-        ``<name>_halfwidth`` (95% t across replications). Per ``pool``:
-        ``utilization``, ``batch_size`` (and half-widths). The mechanics are
-        described in the module docstring.
+        ``<name>_halfwidth`` (95% t across replications); ``slo_attainment``
+        (fraction of requests meeting every target of the class's SLO; 1
+        without one) and ``goodput`` (throughput x attainment, requests/s);
+        ``stage_time`` (dims ``class``, ``stage``: mean seconds per pipeline
+        stage, a Generate stage whole, named as evaluate's labels begin). Per
+        ``pool``: ``utilization``, ``batch_size`` (and half-widths). The
+        mechanics are described in the module docstring.
     """
     if not isinstance(scenario, Scenario):
         raise ValidationError(f"simulate_scenario: scenario got {type(scenario).__name__}; "
@@ -1387,7 +1420,11 @@ def _dataset(scenario, results, seed, requests, replications, warmup, kinds, eve
     dims = {"ttft": ("class",), "tpot": ("class",), "e2e": ("class",),
             "throughput": ("class",), "token_throughput": ("class",),
             "ttft_q": ("class", "quantile"), "tpot_q": ("class", "quantile"),
-            "e2e_q": ("class", "quantile"), "utilization": ("pool",), "batch_size": ("pool",)}
+            "e2e_q": ("class", "quantile"), "utilization": ("pool",), "batch_size": ("pool",),
+            "stage_time": ("class", "stage"), "slo_attainment": ("class",),
+            "goodput": ("class",)}
+    for res in results:
+        res["goodput"] = res["throughput"] * res["slo_attainment"]
     for name, d in dims.items():
         stack = np.stack([res[name] for res in results])
         with np.errstate(invalid="ignore"), _quiet():
@@ -1404,9 +1441,12 @@ def _dataset(scenario, results, seed, requests, replications, warmup, kinds, eve
     notes = (
         "LLM-level event sampler (hermes_qn.llm_sampler): iteration-level batching per "
         "replica, KV-cache admission and preemption, token counts drawn per request. "
-        "Requests are routed to a pool's replicas uniformly at random. Prefill step time "
-        "= StepModel.prefill(sum of the new tokens, mean context, batch=1). RAG stages are "
-        "FCFS servers separate from the LLM engine. Thinking tokens count in TPOT and E2E, "
+        "Requests are routed to a pool's replicas uniformly at random. A prefill step of n "
+        "prompts = StepModel.prefill(their mean length, batch=n) plus each prompt's attention "
+        "over its cached context. RAG stages on an LLM pool run on its replicas as priority "
+        "iterations; elsewhere on FCFS servers. stage_time is per pipeline stage (a Generate "
+        "stage whole). slo_attainment is the fraction of requests meeting every target of "
+        "the class; goodput = throughput x slo_attainment. Thinking tokens count in TPOT and E2E, "
         "not in token_throughput. batch_size is the time average (idle counts as 0) of the "
         "running decode batch per replica. Step times are interpolated from tables of "
         f"StepModel (about 0.1%). Engines: {kinds}. Events: {events}; preemptions: "
@@ -1415,7 +1455,8 @@ def _dataset(scenario, results, seed, requests, replications, warmup, kinds, eve
         notes += (f" SATURATED: only {ratio:.0%} as many requests completed in the measurement "
                   "window as arrived in it; the system does not keep up with the offered load, "
                   "and the latencies describe a growing backlog, not a steady state.")
-    ds = xr.Dataset(data, coords={"class": classes, "quantile": list(QUANTILES), "pool": pools})
+    ds = xr.Dataset(data, coords={"class": classes, "quantile": list(QUANTILES), "pool": pools,
+                                  "stage": _all_stage_labels(scenario)})
     ds.attrs.update(method="sampler", seed=-1 if seed is None else int(seed),
                     requests=int(requests), replications=int(replications),
                     warmup=float(warmup), preemption=PREEMPTION, notes=notes,

@@ -272,3 +272,21 @@ def test_no_progress_output_by_default(capsys):
     assert capsys.readouterr().err == ""
     simulate_scenario(chat(), requests=2000, replications=1, progress=True)
     assert "2000/2000" in capsys.readouterr().err
+
+
+def test_stage_times_goodput_and_slo_attainment_from_the_records():
+    from hermes_qn.scenario import SLO, Pause
+    pool = Pool("gpu", "H100-SXM", devices=1, models=(MODEL,))
+    slo = SLO(ttft=0.5, e2e=3.0)
+    c = RequestClass("chat", (Pause(0.05, label="tool"), Generate.on("gpu", MODEL)),
+                     prompt_tokens=TokenLengths.of(300, 0.5),
+                     output_tokens=TokenLengths.of(60, 1.0), rate=2.0, slo=slo)
+    ds, rec = simulate_scenario(Scenario("s", (pool,), (c,)), requests=1500, replications=2,
+                                seed=5, records=True)
+    assert list(ds.stage.values) == ["tool", "generate"]
+    assert ds.stage_time.sel(stage="tool").item() == pytest.approx(0.05)
+    # the stages add up to the end-to-end latency
+    assert ds.stage_time.sum("stage").item() == pytest.approx(ds.e2e.item(), rel=1e-9)
+    met = ((rec.ttft <= 0.5) & (rec.e2e <= 3.0)).groupby(rec.replication).mean().mean()
+    assert ds.slo_attainment.item() == pytest.approx(met, rel=1e-9)
+    assert ds.goodput.item() == pytest.approx(ds.throughput.item() * met, rel=0.02)
