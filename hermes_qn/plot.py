@@ -411,7 +411,7 @@ def latency_throughput(ds: xr.Dataset, metric: str = "ttft", *, x: str = "throug
 
 
 def _x_axis(ds: xr.Dataset, x: str, y: xr.DataArray, hue: str | None, cls: Any, where: str
-            ) -> tuple[str | None, xr.DataArray, str, str | None]:
+            ) -> tuple[str, xr.DataArray, str, str | None]:
     """(the dim the line runs along, x values, x label, x units) for ``x`` a variable or a dim."""
     if x in ds.dims:
         if x not in ds.coords:
