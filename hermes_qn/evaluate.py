@@ -540,7 +540,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
     theta = zero + _rate(lam, lp.decode, R, "tokens")        # decode tokens/s per replica
     seqs = zero + _rate(lam, lp.decode, R)                   # sequences/s per replica
     ctx = zero + _context(lam, lp.decode)
-    cap = np.vectorize(pool.max_batch, otypes=[int])(ctx + 0.0)
+    cap = np.asarray(pool.max_batch(ctx + 0.0), dtype=int)
     L = int(np.max(cap))
     t_dec = _per_point(ctx, lambda c: tables.table(c, "decode", L))          # (*S, L)
     b = np.arange(1, L + 1)

@@ -269,9 +269,15 @@ class Pool:
                           memory_utilization=self.memory_utilization,
                           max_batched_tokens=tokens, max_seqs=self.batch_cap)
 
-    def max_batch(self, context: float) -> int:
-        """Largest batch of sequences holding ``context`` tokens each: min(cap, KV cache)."""
-        return int(max(1, min(self.batch_cap, self.memory.max_batch(max(1.0, context)))))
+    def max_batch(self, context: Any) -> Any:
+        """Largest batch of sequences holding ``context`` tokens each: min(cap, KV cache).
+
+        ``context`` (tokens) may be an array (an int array comes back); below 1 or NaN
+        counts as 1 token.
+        """
+        c = np.fmax(np.asarray(context, dtype=float), 1.0)
+        out = np.maximum(1, np.minimum(self.batch_cap, self.memory.max_batch(c)))
+        return int(out) if np.ndim(out) == 0 else out
 
     def with_changes(self, **changes: Any) -> "Pool":
         return dataclasses.replace(self, **changes)
