@@ -100,14 +100,15 @@ Measured error
 evaluate / sampler - 1 per batching strategy, stage kind and load (10% to 90%
 of capacity). Means of TTFT, TPOT, E2E and throughput are within 10% at loads
 up to 80% for chunked prefill, static batching, disaggregation, RAG (encoders
-on CPU and on the LLM pool), KV fetches and reasoning with rounds and
-branches. Misses: continuous batching with short prompts, TTFT +14% at 70%
+on CPU and on the LLM pool), KV fetches, reasoning with rounds and branches,
+and continuous batching on the Azure conversation trace's lengths. Misses: continuous batching with short prompts, TTFT +14% at 70%
 and +19% at 80% load (prompts prefilled one by one here, batched by the
 engine); with long prompts, per-request mean TPOT -13% to -17% at 70-80%
 (the ratio of means agrees); routing and two classes inherit the first.
 p90 TTFT: within 20% except continuous batching from 50% load (+21..+57%),
 routing over two targets (+46..+74%: one gamma for a two-humped mixture) and
-the short class beside long prompts at low load (+23..+35%).
+the short class beside long prompts at low load (+23..+35%) and heavy-tailed
+trace lengths at low load (-15..-22%: the gamma misses the trace's tail).
 
 Limits
 ------

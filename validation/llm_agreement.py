@@ -59,6 +59,18 @@ def colocated(batching, prompt):
                     (_chat("chat", (Generate.on("gpu", MODEL),), prompt),))
 
 
+def trace_lengths():
+    """Prompt and output lengths of the Azure LLM inference trace (conversation), as shipped."""
+    from hermes_qn import workload
+    return workload.dataset("azure-conv")
+
+
+def azure_chat():
+    prompt, output = trace_lengths()
+    return Scenario("azure-chat", (_gpu(),),
+                    (_chat("chat", (Generate.on("gpu", MODEL),), prompt, output=output),))
+
+
 def disaggregated(prompt):
     pools = (_gpu("pre"), _gpu("dec"))
     gen = Generate((Target(MODEL, prefill_pool="pre", decode_pool="dec", link="IB-NDR-400"),))
@@ -108,6 +120,7 @@ def two_classes():
 CASES = [
     ("continuous, short prompts", "continuous", lambda: colocated("continuous", SHORT)),
     ("continuous, long prompts", "continuous", lambda: colocated("continuous", LONG)),
+    ("continuous, Azure conversation lengths", "continuous", azure_chat),
     ("chunked, short prompts", "chunked", lambda: colocated("chunked", SHORT)),
     ("chunked, long prompts", "chunked", lambda: colocated("chunked", LONG)),
     ("static, short prompts", "static", lambda: colocated("static", SHORT)),
@@ -120,7 +133,7 @@ CASES = [
     ("routing 70/30 over two pools (continuous)", "continuous", routing),
     ("two classes, short + long (continuous)", "continuous", two_classes),
 ]
-QUICK_CASES = (0, 2, 4, 6, 8, 12)
+QUICK_CASES = (0, 2, 3, 5, 7, 9, 13)
 
 
 def capacity_scale(sc: Scenario) -> float:
@@ -364,7 +377,8 @@ def write_report(rows, requests, replications, wall) -> str:
         "",
         "Hardware: H100-SXM, one replica per pool, Llama-3.1-8B (Mistral-7B on the second "
         "routed pool); prompts 256 (short) or 3000 (long) tokens, SCV 0.5; outputs 200 tokens, "
-        "SCV 1. Cases: `" + "`, `".join(c[0] for c in CASES) + "`.",
+        "SCV 1; one case takes both lengths from the Azure conversation trace (shipped "
+        "quantiles, heavy-tailed). Cases: `" + "`, `".join(c[0] for c in CASES) + "`.",
         "",
         "## Summary",
         "",
@@ -403,6 +417,11 @@ EXPLANATIONS: list[str] = [
     "prefills queued behind a request's own prefill to its first gap (`q / (1 - q)` steps, "
     "weighed by E[1/(n-1)]), which closes a third of the gap; the rest (later gaps of short "
     "requests, correlated with the queue) is not modelled.",
+    "- **continuous, Azure conversation lengths** (the default scenario's trace lengths): "
+    "means within 5% up to 0.8 load; p90 TTFT -15% to -22% at 0.1-0.5 and E2E p99 +21% to "
+    "+24%: at low load TTFT is the prefill time of the prompt and E2E mostly the decode of "
+    "the output, both following the trace's empirical, heavy-tailed lengths, which a gamma "
+    "fitted to the mean and variance does not reproduce in the tail.",
     "- **chunked, long prompts**, TTFT -14% at 0.8 (half-width ±26%, †): the queue of "
     "3000-token prompts near capacity, where three replications give wide intervals.",
     "- **routing** p90 TTFT +46% to +74% (means within 10% up to 0.7): TTFT is a mixture over "
