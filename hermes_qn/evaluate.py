@@ -85,14 +85,20 @@ same host's DRAM.
 
 Percentiles
 -----------
-p50/p90/p99 come from a gamma distribution fitted to each metric's mean and
-variance. Variances: waits are taken as zero with probability ``1 - p`` and
-exponential otherwise (``p`` the probability of finding the server busy: for
-a prompt, any step in progress, prefill or decode), service
-times vary with the token counts (evaluated on the token distributions), and
-stages are independent. TPOT varies with the batch occupancy and with the
-prefills that interrupt a request's decode. An approximation; its error
-against the sampler is in ``validation/``.
+TTFT: a mixture (``_ttft_mixtures``). The first prefill of the main Generate
+stage takes its seconds at each prompt length of the token distribution (cut
+into 16 quantile bins, finer in the tail), on each routed target with its
+probability, plus one wait that is zero with probability ``1 - p`` and
+exponential otherwise; the wait's mean sums the waits of every queue before
+the first token and ``p`` is the probability of waiting at any of them (for a
+prompt: of finding any step, prefill or decode, in progress); the other
+stages before the first token add their mean service. Quantiles invert its
+CDF. TPOT and E2E: a gamma fitted to each metric's mean and variance, with
+the same 0-or-exponential waits, service times varying with the token counts
+and stages independent; TPOT varies with the batch occupancy and with the
+prefills that interrupt a request's decode. SLO attainment and ``slo_met`` use
+the same distributions. Approximations; their error against the sampler is
+in ``validation/``.
 
 Measured error
 --------------
@@ -134,7 +140,8 @@ from .scenario import Embed, Generate, KVFetch, Pause, Pool, RequestClass, Reran
     Search
 from .stage_times import StepModel, embed_time, kv_fetch_time, kv_transfer_time, rerank_time, \
     search_time
-from .station_formulas import batch_station, expected_max, gamma_cdf, gamma_quantile, mgc_wait
+from .station_formulas import (batch_station, compress_points, expected_max, gamma_cdf,
+                               gamma_quantile, mgc_wait, wait_mixture_cdf, wait_mixture_quantile)
 from .workload import TokenLengths
 
 __all__ = ["QUANTILES", "evaluate"]
@@ -193,6 +200,7 @@ class _Work:
     after_encoder: float = 0.0   # P(the prompt lands on the replica that just ran its encoder)
     points: np.ndarray | None = None  # token counts: decode (equally likely) or prompt
     point_weights: np.ndarray | None = None  # probabilities of prompt ``points``
+    time_points: np.ndarray | None = None    # prefill seconds of each prompt point
 
 
 @dataclass
@@ -380,7 +388,8 @@ class _Plan:
                 pw = _Work(k, t.probability, float((weights * times).sum()),
                            float((weights * times ** 2).sum()), float((weights * new).sum()),
                            float((weights * new ** 2).sum()), float(ctx0), first_round=first,
-                           points=new, point_weights=weights, after_encoder=(1.0 / pre.pool.replicas
+                           points=new, point_weights=weights, time_points=times,
+                           after_encoder=(1.0 / pre.pool.replicas
                                           if first and encoder_pool == t.prefill_on else 0.0))
                 pre.prefill.append(pw)
                 lab = f"{label}.round{r + 1}" if rounds > 1 else label
@@ -436,6 +445,10 @@ class _Result:
     first_gap: dict[int, np.ndarray] = field(default_factory=dict)
     # per-request mean TPOT minus decode time / tokens (s), where steps vary along a request
     tpot_extra: dict[int, np.ndarray] = field(default_factory=dict)
+    # prefill work: (service seconds per prompt point, their weights, mean wait, P(wait))
+    prefill_parts: dict[int, tuple] = field(default_factory=dict)
+    # work that queues: (mean wait, P(wait)), for the TTFT percentiles
+    waits: dict[int, tuple] = field(default_factory=dict)
     unstable: dict[str, np.ndarray] = field(default_factory=dict)
     pool_util: dict[str, np.ndarray] = field(default_factory=dict)
     pool_batch: dict[str, np.ndarray] = field(default_factory=dict)
@@ -533,6 +546,9 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         for w in hi:
             res.time[id(w)] = wait + w.mean
             res.var[id(w)] = _wait_var(wait, rho_hi) + (w.second - w.mean ** 2)
+            res.waits[id(w)] = (wait, rho_hi)
+            if w.time_points is not None:
+                res.prefill_parts[id(w)] = (w.time_points, w.point_weights, wait, rho_hi)
         res.unstable[f"pool {name!r} prefill"] = unstable_hi
         res.pool_util[name] = np.minimum(rho_hi, 1.0)
         res.capacity_terms.append((f"pool {name!r} prefill", cap_hi))
@@ -588,6 +604,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         t_dec_busy = _interp(t_run, bbar) * stretch
         for w in lp.prefill:
             res.time[id(w)] = wait + t_pre_busy
+            res.prefill_parts[id(w)] = (t_pre_busy[..., None], np.ones(1), wait, busy)
             res.var[id(w)] = _wait_var(wait, np.maximum(busy, 1e-9))
         drain = _Draining(pts, bbar, t_dec)
         for w in lp.decode:
@@ -713,13 +730,19 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             res.var[id(w)] = (_wait_var(own_wait, np.maximum(busy_any, 1e-9))
                               + (admit_var if (colocated and w in lp.prefill) else 0.0)
                               + (w.second - w.mean ** 2))
+            res.waits[id(w)] = (extra + own_wait, busy_any)
+            if w.time_points is not None and not chunked:
+                res.prefill_parts[id(w)] = (w.time_points, w.point_weights, extra + own_wait,
+                                            busy_any)
         if chunked:
             # a prompt waits for the step in progress, then its own steps: full chunks and a
             # last, partly filled one whose end gives the first token
             # (the step in progress: found with the replica's busy probability)
             resid = mix.residual * stretch * busy_any
             for w in lp.prefill:
-                s1, s2 = mix.own_steps(w)
+                s1, s2, steps = mix.own_steps(w)
+                res.prefill_parts[id(w)] = (steps * stretch[..., None], w.point_weights,
+                                            admit + wait_pre + resid, busy_any)
                 res.time[id(w)] = admit + wait_pre + resid + s1 * stretch
                 res.var[id(w)] = (_wait_var(wait_pre + resid, np.maximum(busy_any, 1e-9))
                                   + admit_var + s2 * stretch ** 2)
@@ -842,14 +865,15 @@ class _ChunkMix:
         mean = (1 - p) * t_d + p * t_x
         self.residual = ((1 - p) * t_d ** 2 + p * t_x ** 2) / (2.0 * mean)
 
-    def own_steps(self, w: _Work) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and variance (s, s^2) of the steps of one prompt of ``w``."""
+    def own_steps(self, w: _Work) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean and variance (s, s^2) of the steps of one prompt of ``w``, and the seconds of
+        each of its prompt points."""
         chunk = self.chunk[..., None]
         k = np.ceil(w.points / chunk)
         last = (w.points - (k - 1) * chunk) / chunk                       # (*S, n)
         t = (k - 1) * self.t_full[..., None] + _between_fills(self.at_b[..., None, :], last)
         mean = (w.point_weights * t).sum(-1)
-        return mean, np.maximum((w.point_weights * t * t).sum(-1) - mean ** 2, 0.0)
+        return mean, np.maximum((w.point_weights * t * t).sum(-1) - mean ** 2, 0.0), t
 
 
 def _expected_steps(points: np.ndarray, weights: np.ndarray, chunk: np.ndarray) -> np.ndarray:
@@ -893,6 +917,7 @@ def _solve_shared(name: str, works: list[_Work], instances: int, lam: np.ndarray
         for w in works:
             res.time[id(w)] = wait + w.mean
             res.var[id(w)] = _wait_var(wait, np.minimum(rho, 1.0)) + w.second - w.mean ** 2
+            res.waits[id(w)] = (wait, np.minimum(rho, 1.0))
         res.unstable[f"pool {name!r}"] = rho >= 1.0
         res.pool_util[name] = np.minimum(rho, 1.0)
         res.capacity_terms.append((f"pool {name!r}", coef))
@@ -971,6 +996,54 @@ def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
         for name in ("ttft", "tpot"):
             out[name][k] = np.where(saturated, np.inf, out[name][k])
     return out, labels, breakdown
+
+
+def _ttft_mixtures(plan: _Plan, res: _Result, ttft: np.ndarray) -> list[tuple | None]:
+    """Per class, TTFT as a mixture for its percentiles, or None (then a gamma fit).
+
+    The first prefill of the main Generate stage, on each target: its seconds
+    at each prompt length (the token distribution, cut into tail-fine bins)
+    plus a wait, 0 or exponential (``station_formulas.wait_mixture_cdf``),
+    whose mean adds the waits of every queue before the first token and whose
+    probability is that of waiting at any of them; the other stages' service
+    adds its mean. Returns
+    ``(values (*S, n), weights (n,), wait (*S, n), P(wait) (*S, n))``.
+    """
+    out: list[tuple | None] = []
+    for k, segs in enumerate(plan.segments):
+        firsts = [s for s in segs if s.kind == "prefill" and s.main and s.before_first_token
+                  and s.work.first_round]
+        if not firsts or any(id(s.work) not in res.prefill_parts for s in firsts):
+            out.append(None)
+            continue
+        # the queues of the other stages before the first token: one wait, summed means
+        other_wait, no_wait = 0.0, 1.0
+        for s in segs:
+            if s.before_first_token and s not in firsts and s.work is not None \
+                    and id(s.work) in res.waits:
+                wait_s, p_s = res.waits[id(s.work)]
+                other_wait = other_wait + s.probability * wait_s
+                no_wait = no_wait * (1.0 - s.probability * np.clip(p_s, 0.0, 1.0))
+        values, weights, waits, probs = [], [], [], []
+        own = other_wait
+        for s in firsts:
+            v, w, wait, p_wait = res.prefill_parts[id(s.work)]
+            v, w = compress_points(np.asarray(v, dtype=float), np.asarray(w, dtype=float))
+            wait = np.asarray(wait, dtype=float)
+            own = own + s.probability * ((v * w).sum(-1) + wait)
+            values.append(v)
+            weights.append(s.probability * w)
+            both = wait + other_wait
+            p_any = 1.0 - (1.0 - np.clip(np.asarray(p_wait, dtype=float), 0.0, 1.0)) * no_wait
+            waits.append(np.broadcast_to(np.asarray(both)[..., None], np.shape(both) + w.shape))
+            probs.append(np.broadcast_to(np.asarray(p_any)[..., None], np.shape(p_any) + w.shape))
+        shape = np.shape(ttft[k])
+        shift = ttft[k] - own  # the other stages before the first token, at their means
+        v = np.concatenate([np.broadcast_to(x, shape + x.shape[-1:]) for x in values], -1)
+        wait = np.concatenate([np.broadcast_to(x, shape + x.shape[-1:]) for x in waits], -1)
+        p = np.concatenate([np.broadcast_to(x, shape + x.shape[-1:]) for x in probs], -1)
+        out.append((v + shift[..., None], np.concatenate(weights), wait, p))
+    return out
 
 
 def _capacity(plan: _Plan, res: _Result, lam: np.ndarray) -> tuple[np.ndarray, list]:
@@ -1154,6 +1227,10 @@ def _evaluate(scenario: Scenario, rates: Mapping[str, Any] | None, damping: floa
 
     q = np.asarray(QUANTILES)
     quant = {name: gamma_quantile(m[name], m[f"{name}_var"], q) for name in ("ttft", "tpot", "e2e")}
+    mixtures = _ttft_mixtures(plan, res, m["ttft"])
+    for k, mix in enumerate(mixtures):
+        if mix is not None:
+            quant["ttft"][k] = wait_mixture_quantile(q, *mix)
     attain = np.ones((K,) + shape)
     met = np.ones((K,) + shape, dtype=bool)
     for k, c in enumerate(classes):
@@ -1163,9 +1240,13 @@ def _evaluate(scenario: Scenario, rates: Mapping[str, Any] | None, damping: floa
             target = getattr(c.slo, name)
             if target is None:
                 continue
-            attain[k] *= gamma_cdf(m[name][k], m[f"{name}_var"][k], target)
-            at_pct = gamma_quantile(m[name][k], m[f"{name}_var"][k],
-                                    np.array([c.slo.percentile / 100.0]))[..., 0]
+            pct = np.array([c.slo.percentile / 100.0])
+            if name == "ttft" and mixtures[k] is not None:
+                attain[k] *= wait_mixture_cdf(np.full(shape + (1,), target), *mixtures[k])[..., 0]
+                at_pct = wait_mixture_quantile(pct, *mixtures[k])[..., 0]
+            else:
+                attain[k] *= gamma_cdf(m[name][k], m[f"{name}_var"][k], target)
+                at_pct = gamma_quantile(m[name][k], m[f"{name}_var"][k], pct)[..., 0]
             met[k] &= at_pct <= target
 
     pools = [p.name for p in scenario.pools]

@@ -272,3 +272,39 @@ def test_chunked_fixed_point_settles_across_loads():
     cap = hq.evaluate(sc).capacity.item()
     ds = hq.evaluate(sc, rates={"req": np.linspace(0.05, 0.95, 19) * cap})
     assert np.isfinite(ds.ttft).all() and bool((np.diff(ds.e2e.values.ravel()) > 0).all())
+
+
+def test_wait_mixture_quantiles_match_monte_carlo():
+    # S from three values, W = 0 or exponential, per-component waits
+    from hermes_qn.station_formulas import compress_points, wait_mixture_cdf, wait_mixture_quantile
+    rng = np.random.default_rng(3)
+    values, weights = np.array([[0.1, 0.2, 0.5]]), np.array([0.5, 0.3, 0.2])
+    wait, p = np.array([[0.1, 0.3, 0.6]]), np.array([[0.5, 0.6, 0.9]])
+    n = 400_000
+    i = rng.choice(3, size=n, p=weights)
+    x = values[0][i] + np.where(rng.random(n) < p[0][i], rng.exponential((wait / p)[0][i]), 0.0)
+    q = np.array([0.5, 0.9, 0.99])
+    assert wait_mixture_quantile(q, values, weights, wait, p)[0] == pytest.approx(
+        np.quantile(x, q), rel=0.01)
+    assert wait_mixture_cdf(np.array([[0.3, 1.0]]), values, weights, wait, p)[0] == pytest.approx(
+        [(x <= 0.3).mean(), (x <= 1.0).mean()], abs=0.003)
+    # compressing 1000 equally likely values keeps the tail quantiles
+    v = np.sort(rng.gamma(2.0, 1.0, 1000))
+    cv, cw = compress_points(v[None, :], np.full(1000, 1e-3))
+    assert cw.sum() == pytest.approx(1.0)
+    assert cv[0, -1] == pytest.approx(np.quantile(v, 0.9975), rel=0.05)
+
+
+def test_ttft_percentiles_of_a_routing_mixture_come_from_both_targets():
+    # 70/30 over two pools with different models: the p50 sits in the faster target's hump
+    pools = (Pool("a", "H100-SXM", models=(MODEL,)), Pool("b", "L40S", models=(MODEL,)))
+    gen = Generate((Target(MODEL, pool="a", probability=0.7),
+                    Target(MODEL, pool="b", probability=0.3)))
+    sc = Scenario("r", pools, (RequestClass("c", (gen,), prompt_tokens=2000, output_tokens=50,
+                                            rate=1e-6),))
+    ds = hq.evaluate(sc)
+    fast = StepModel(pools[0]).prefill(2000.0)
+    slow = StepModel(pools[1]).prefill(2000.0)
+    q = ds.ttft_q.sel({"class": "c"})
+    assert q.sel(quantile=0.5).item() == pytest.approx(fast, rel=0.03)
+    assert q.sel(quantile=0.9).item() == pytest.approx(slow, rel=0.03)
