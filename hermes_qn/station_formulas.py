@@ -219,13 +219,14 @@ def wait_mixture_cdf(x: np.ndarray, values: np.ndarray, weights: np.ndarray,
     values = np.asarray(values, dtype=float)
     p, mu = _per_component(wait, p_wait, values)
     d = np.asarray(x, dtype=float)[..., :, None] - values[..., None, :]
-    ok = d >= 0
-    inside = np.where(ok, (1.0 - p) - p * np.expm1(-np.where(ok, d, 0.0) / mu), 0.0)
-    return (inside * weights).sum(-1)
+    # for d >= 0: 1 - p exp(-d / mu); for d < 0: 0 (the exponent is clipped there)
+    inside = 1.0 - p * np.exp(-np.maximum(d, 0.0) / mu)
+    inside[d < 0] = 0.0
+    return inside @ np.asarray(weights, dtype=float)
 
 
 def wait_mixture_quantile(q: np.ndarray, values: np.ndarray, weights: np.ndarray,
-                          wait: np.ndarray, p_wait: np.ndarray, grid: int = 96) -> np.ndarray:
+                          wait: np.ndarray, p_wait: np.ndarray, grid: int = 64) -> np.ndarray:
     """Quantiles ``q`` (Q,) of the distribution of :func:`wait_mixture_cdf`: (*S, Q) seconds
     (inf where a wait or value is).
 
