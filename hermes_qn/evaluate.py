@@ -111,10 +111,11 @@ and continuous batching on the Azure conversation trace's lengths. Misses: conti
 and +19% at 80% load (prompts prefilled one by one here, batched by the
 engine); with long prompts, per-request mean TPOT -13% to -17% at 70-80%
 (the ratio of means agrees); routing and two classes inherit the first.
-p90 TTFT: within 20% except continuous batching from 50% load (+21..+57%),
-routing over two targets (+46..+74%: one gamma for a two-humped mixture) and
-the short class beside long prompts at low load (+23..+35%) and heavy-tailed
-trace lengths at low load (-15..-22%: the gamma misses the trace's tail).
+p90 TTFT: within 20% except continuous batching with short prompts from 50%
+load (+20..+42% up to 80%) and routing from 50% (+32..+68%), both the
+one-by-one prefill wait with an exponential tail, and the short class beside
+long prompts at low load (+22..+33%). E2E p99 of heavy-tailed trace outputs
+reads about 23% high (a gamma for E2E).
 
 Limits
 ------

@@ -405,10 +405,10 @@ EXPLANATIONS: list[str] = [
     "of the step in progress plus one prefill step of everything that arrived in it fits "
     "this case within 1% but reads TTFT 6-20% low on the default scenario's Azure "
     "conversation prompts (heavy-tailed, where the one-by-one formula is within 7% up to "
-    "83% load). p90 TTFT +21% to +57% "
-    "at 0.5-0.9: the conditional wait is taken as exponential, while the sampler's is "
-    "mostly the residual of a near-deterministic decode step (closer to uniform, a "
-    "shorter tail).",
+    "83% load). p90 TTFT +20% at 0.5 to +42% at 0.8 "
+    "load: the mean wait is high (above), and the conditional wait is taken as "
+    "exponential, while the sampler's is mostly the residual of a near-deterministic decode "
+    "step (closer to uniform, a shorter tail).",
     "- **continuous, long prompts**, TPOT -13% at 0.7, -17% at 0.8 (within the sampler's "
     "half-width, marked †): the sampler's TPOT is a mean over requests of decode time / "
     "(tokens - 1); a 3000-token prefill that lands in the few gaps of a short request weighs "
@@ -418,16 +418,18 @@ EXPLANATIONS: list[str] = [
     "weighed by E[1/(n-1)]), which closes a third of the gap; the rest (later gaps of short "
     "requests, correlated with the queue) is not modelled.",
     "- **continuous, Azure conversation lengths** (the default scenario's trace lengths): "
-    "means within 5% up to 0.8 load; p90 TTFT -15% to -22% at 0.1-0.5 and E2E p99 +21% to "
-    "+24%: at low load TTFT is the prefill time of the prompt and E2E mostly the decode of "
-    "the output, both following the trace's empirical, heavy-tailed lengths, which a gamma "
-    "fitted to the mean and variance does not reproduce in the tail.",
+    "means within 5% and p90 TTFT within 8% up to 0.8 load (TTFT percentiles come from the "
+    "prompt-length mixture; with one gamma they read 15-22% low at 0.1-0.5); E2E p99 +21% "
+    "to +24%: E2E is mostly the decode of the output, whose trace distribution is "
+    "heavy-tailed, and E2E percentiles still come from a gamma fitted to the mean and "
+    "variance, which does not reproduce that tail.",
     "- **chunked, long prompts**, TTFT -14% at 0.8 (half-width ±26%, †): the queue of "
     "3000-token prompts near capacity, where three replications give wide intervals.",
-    "- **routing** p90 TTFT +46% to +74% (means within 10% up to 0.7): TTFT is a mixture over "
-    "the two targets (Llama-3.1-8B on one pool, Mistral-7B on the other) and evaluate fits "
-    "one gamma to the mixture's mean and variance, which gives it a longer tail than the "
-    "two-humped sampled distribution; mean TTFT follows the continuous case (+16% at 0.8).",
+    "- **routing** p90 TTFT +9% at 0.1 to +35% at 0.8 (means within 10% up to 0.7): TTFT is "
+    "the mixture over the two targets (Llama-3.1-8B on one pool, Mistral-7B on the other), "
+    "now modelled as such (one gamma for it read +46% to +74%); what remains follows the "
+    "continuous case: the one-by-one prefill wait (mean TTFT +16% at 0.8) with an "
+    "exponential tail.",
     "- **two classes**, short class: mean TTFT +12% at 0.8 (†), the continuous-batching "
     "one-by-one prefills above; p90 TTFT +23..+35% at 0.1-0.3 where the long class's "
     "3000-token prefills are the short class's rare, long waits (the exponential "
