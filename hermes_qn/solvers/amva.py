@@ -147,7 +147,13 @@ def schweitzer(arrays: NetworkArrays, *, tol: float = 1e-10, max_iter: int = 10_
     fixed point reduces to ``K`` equations ``X_k (Z_k + R_k(X)) = N_k``:
     Newton's method with a feasibility-keeping backtracking line search
     (alternating with updates of the ``pi_k`` when load-dependent stations
-    are present), then successive substitution, Anderson-accelerated [6]_,
+    are present; its steps stop short of a load-dependent station's top,
+    ``sum_k X_k D_mk = a(T)``, unless the station is already there: past it
+    the marginal is clamped to a point mass at ``T``, the residence times
+    stop depending on ``X``, and Newton stalled there, leaving a nearly
+    saturated station to a substitution that cycled, as on the network of
+    ``test_schweitzer_converges_on_multiserver_network_found_by_hypothesis``),
+    then successive substitution, Anderson-accelerated [6]_,
     until the largest relative change of a queue length over one step of
     the original iteration (and of a throughput, with load-dependent
     stations) is below ``tol`` at every point. Points are dropped from the
@@ -822,12 +828,22 @@ class _LdContext:
     def step_limit(self, throughput: np.ndarray, step: np.ndarray, rate: np.ndarray,
                    rows: np.ndarray | None = None) -> np.ndarray:
         """Largest ``t`` (b,) with ``a(j) - sum_k (X_k + t s_k) D_mk pi_k(j) >= 0`` for every
-        ``1 <= j <= T`` of every load-dependent station (``inf`` if the step never leaves)."""
+        ``1 <= j <= T`` of every load-dependent station (``inf`` if the step never leaves).
+
+        The top, ``j = T``, counts only while the station is below it (headroom above
+        ``1e-9 a(T)``): beyond it the marginal is clamped to a point mass at ``T`` (see
+        :meth:`residence`) and the residence times no longer depend on ``X``, so a step
+        across it can leave Newton stalled off a root just below it (a nearly saturated
+        station). A station already at its top (e.g. a class alone there without think
+        time) must not block the step.
+        """
         move, support, j, demand = self._moves(rate, rows)
         base = np.einsum("blk,blkj->blj", throughput[:, None, :] * demand, move)[..., 1:]
         slope = np.einsum("blk,blkj->blj", step[:, None, :] * demand, move)[..., 1:]
-        headroom = self.rates[:, :len(j) - 1] - base
-        inside = (j[1:] < support) & (slope > 0)  # the top is soft, see residence()
+        rates = self.rates[:, :len(j) - 1]
+        headroom = rates - base
+        below_top = (j[1:] == support) & (headroom > 1e-9 * rates)
+        inside = ((j[1:] < support) | below_top) & (slope > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(inside, np.maximum(headroom, 0.0) / slope, np.inf)
         return t.min(axis=(-1, -2), initial=np.inf)
