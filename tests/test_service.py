@@ -75,8 +75,7 @@ def test_calibrated_in_sample_mape_under_15(summary, coef, phase):
 # - prefill Llama-2-70B TP2/4/8 (28 / 20 / 24 %) and the whole model (26 %): Splitwise's
 #   batched prefills grow faster than linearly in the batch (64 x 512 tokens takes 86x
 #   one 512-token prompt at TP4, 1.6x the per-token time of a single 2048-token prompt),
-#   which no roofline term produces: the shared fit lands between the two and reads
-#   single 512-2048-token prompts 30-48 % high and batches of 16-64 16-28 % low;
+#   which no roofline term produces; single prompts are within 10-25 %;
 # - prefill OPT-13B TP1 (17.2 %) and TP4 (15.4 %): ends of the TP range; the whole of
 #   OPT-13B (43 %) and of OPT-66B (15.7 %).
 MEETS_TARGET = {
