@@ -103,7 +103,7 @@ Measurement
     first ``warmup`` fraction of those arrivals is dropped; the window runs
     from the arrival of the first measured request to the arrival of the last.
     TTFT = first token of the main Generate stage - arrival; TPOT = (end of that
-    stage's decode - its first token) / (decode tokens per branch - 1), for
+    stage's decode - its first token) / (tokens of its longest branch - 1), for
     requests with at least 2 such tokens (a multi-round stage's pauses and
     later prefills count in it); E2E = completion of the pipeline - arrival.
     ``throughput`` and ``token_throughput`` count completions inside the
