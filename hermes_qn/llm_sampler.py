@@ -590,6 +590,17 @@ class _Engine:
             n -= 1
         return n
 
+    def _admit(self, s: _Seq, slots: int) -> bool:
+        """Take ``s`` off the head of the waiting queue if the KV cache holds it (beside
+        ``slots`` running sequences); its KV is then counted in ``held``."""
+        need = s.ctx + s.pre if s.pre else s.kv
+        if not self._fits(need, slots + s.branches):
+            return False
+        self.waiting.popleft()
+        s.kv = need
+        self.held += need
+        return True
+
     def _fits(self, need: int, slots: int) -> bool:
         """Room for ``need`` more KV tokens and then one decode step of ``slots`` sequences."""
         return (self.held + self.run_kv + need + slots <= self.maxkv
@@ -609,14 +620,10 @@ class _Engine:
                 s = waiting[0]
                 if slots + s.branches > cap and (slots or batch):
                     break
-                need = s.ctx + s.pre if s.pre else s.kv
-                if not self._fits(need, slots + s.branches):
-                    break
                 if s.pre and batch and tokens + s.pre > self.mbt:
                     break
-                waiting.popleft()
-                s.kv = need
-                self.held += need
+                if not self._admit(s, slots):
+                    break
                 slots += s.branches
                 if s.pre:
                     batch.append(s)
@@ -673,12 +680,8 @@ class _Chunked(_Engine):
                 s = waiting[0]
                 if slots + s.branches > self.cap and slots:
                     break
-                need = s.ctx + s.pre if s.pre else s.kv
-                if not self._fits(need, slots + s.branches):
+                if not self._admit(s, slots):
                     break
-                waiting.popleft()
-                s.kv = need
-                self.held += need
                 slots += s.branches
                 if s.pre:
                     s.done = 0
