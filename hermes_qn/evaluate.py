@@ -201,6 +201,7 @@ class _Work:
     after_encoder: float = 0.0   # P(the prompt lands on the replica that just ran its encoder)
     points: np.ndarray | None = None  # token counts: decode (equally likely) or prompt
     point_weights: np.ndarray | None = None  # probabilities of prompt ``points``
+    gap_weight: float = 0.0      # main decode: E[1/(n-1)] - 1/E[n-1], of TPOT per request
     time_points: np.ndarray | None = None    # prefill seconds of each prompt point
 
 
@@ -262,8 +263,6 @@ class _Plan:
         self.segments: list[list[_Segment]] = []
         self.answer_tokens = np.zeros(len(scenario.classes))
         self.decoded_tokens = np.zeros(len(scenario.classes))
-        # E[1 / (n - 1)] over the main stage's decoded tokens n >= 2 (per-request TPOT)
-        self.inverse_gaps = np.zeros(len(scenario.classes))
         self.notes: list[str] = []
         for k, c in enumerate(scenario.classes):
             self.segments.append(self._class(k, c))
@@ -356,15 +355,19 @@ class _Plan:
         per_round = total_decoded / rounds
         out_points = _points(output) * (1.0 + stage.thinking) / rounds
         decode_tokens = np.maximum(out_points - 1.0, 0.0)
+        gap_weight = 0.0
         if main:
             # TPOT counts the tokens of the longest branch (the one the round waits for)
             pts = _points(output)
             self.answer_tokens[k] = output.mean
             self.decoded_tokens[k] = total_decoded * (
                 expected_max(pts, stage.branches) / pts.mean() if stage.branches > 1 else 1.0)
+            # TPOT is a mean over requests of (decode time / gaps): time that lands in the
+            # first gap of every request weighs E[1/(n-1)] (n >= 2) instead of 1/E[n-1]
             n = pts * (1.0 + stage.thinking)
-            self.inverse_gaps[k] = float(np.mean(1.0 / (n[n >= 2] - 1.0))) if (n >= 2).any() \
-                else 0.0
+            gaps = self.decoded_tokens[k] - 1.0
+            if (n >= 2).any() and gaps > 0:
+                gap_weight = max(float(np.mean(1.0 / (n[n >= 2] - 1.0))) - 1.0 / gaps, 0.0)
         segs: list[_Segment] = []
         p_points = _points(prompt) + retrieved
         for t in stage.targets:
@@ -420,7 +423,8 @@ class _Plan:
                            float((decode_tokens ** 2).mean()),
                            float(context_end + per_round / 2.0), stage.branches,
                            (expected_max(decode_tokens, stage.branches) / mean_tokens
-                            if mean_tokens > 0 else 1.0), points=decode_tokens)
+                            if mean_tokens > 0 else 1.0), points=decode_tokens,
+                           gap_weight=gap_weight)
                 dec.decode.append(dw)
                 segs.append(_Segment(f"{lab}.decode", "decode", t.decode_on, dw,
                                      probability=t.probability, before_first_token=before,
@@ -442,11 +446,10 @@ class _Result:
     time: dict[int, np.ndarray] = field(default_factory=dict)
     var: dict[int, np.ndarray] = field(default_factory=dict)
     tpot_var: dict[int, np.ndarray] = field(default_factory=dict)
-    # seconds of prefill that land in a request's first decode gap, beyond the even share
-    first_gap: dict[int, np.ndarray] = field(default_factory=dict)
-    # per-request mean TPOT minus decode time / tokens (s), where steps vary along a request
+    # per-request mean TPOT minus decode time / tokens (s): time that lands unevenly on a
+    # request's gaps (prefills in the first gap; the fullest steps of a draining batch)
     tpot_extra: dict[int, np.ndarray] = field(default_factory=dict)
-    # prefill work: (service seconds per prompt point, their weights, mean wait, P(wait))
+    # prefill work: (service seconds per prompt point, their weights)
     prefill_parts: dict[int, tuple] = field(default_factory=dict)
     # work that queues: (mean wait, P(wait)), for the TTFT percentiles
     waits: dict[int, tuple] = field(default_factory=dict)
@@ -565,7 +568,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             res.var[id(w)] = _wait_var(wait, rho_hi) + (w.second - w.mean ** 2)
             res.waits[id(w)] = (wait, rho_hi)
             if w.time_points is not None:
-                res.prefill_parts[id(w)] = (w.time_points, w.point_weights, wait, rho_hi)
+                res.prefill_parts[id(w)] = (w.time_points, w.point_weights)
         res.unstable[f"pool {name!r} prefill"] = unstable_hi
         res.pool_util[name] = np.minimum(rho_hi, 1.0)
         res.capacity_terms.append((f"pool {name!r} prefill", cap_hi))
@@ -621,7 +624,8 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         t_dec_busy = _interp(t_run, bbar) * stretch
         for w in lp.prefill:
             res.time[id(w)] = wait + t_pre_busy
-            res.prefill_parts[id(w)] = (t_pre_busy[..., None], np.ones(1), wait, busy)
+            res.prefill_parts[id(w)] = (t_pre_busy[..., None], np.ones(1))
+            res.waits[id(w)] = (wait, busy)
             res.var[id(w)] = _wait_var(wait, np.maximum(busy, 1e-9))
         drain = _Draining(pts, bbar, t_dec)
         for w in lp.decode:
@@ -749,8 +753,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                               + (w.second - w.mean ** 2))
             res.waits[id(w)] = (extra + own_wait, busy_any)
             if w.time_points is not None and not chunked:
-                res.prefill_parts[id(w)] = (w.time_points, w.point_weights, extra + own_wait,
-                                            busy_any)
+                res.prefill_parts[id(w)] = (w.time_points, w.point_weights)
         if chunked:
             # a prompt waits for the step in progress, then its own steps: full chunks and a
             # last, partly filled one whose end gives the first token
@@ -758,8 +761,8 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             resid = mix.residual * stretch * busy_any
             for w in lp.prefill:
                 s1, s2, steps = mix.own_steps(w)
-                res.prefill_parts[id(w)] = (steps * stretch[..., None], w.point_weights,
-                                            admit + wait_pre + resid, busy_any)
+                res.prefill_parts[id(w)] = (steps * stretch[..., None], w.point_weights)
+                res.waits[id(w)] = (admit + wait_pre + resid, busy_any)
                 res.time[id(w)] = admit + wait_pre + resid + s1 * stretch
                 res.var[id(w)] = (_wait_var(wait_pre + resid, np.maximum(busy_any, 1e-9))
                                   + admit_var + s2 * stretch ** 2)
@@ -769,7 +772,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             tv = tau ** 2 * batch_cv2 + interrupt / max(w.tokens, 1.0)
             res.tpot_var[id(w)] = tv
             if colocated and not chunked:
-                res.first_gap[id(w)] = first_gap
+                res.tpot_extra[id(w)] = first_gap * w.gap_weight if w.gap_weight else zero
             res.var[id(w)] = ((0.0 if colocated else admit_var)
                               + (w.tokens_second - w.tokens ** 2) * tau ** 2
                               + w.tokens_second * tv)
@@ -979,7 +982,6 @@ def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
     for k, segs in enumerate(plan.segments):
         after_main = np.zeros(shape)
         tpot_var = np.zeros(shape)
-        first_gap = np.zeros(shape)
         tpot_extra = np.zeros(shape)
         for s in segs:
             if s.work is None:
@@ -1001,13 +1003,9 @@ def _class_metrics(plan: _Plan, res: _Result, shape: tuple[int, ...]):
                 after_main = after_main + contrib
                 if s.kind == "decode":
                     tpot_var = tpot_var + p * res.tpot_var.get(id(s.work), 0.0)
-                    first_gap = first_gap + p * res.first_gap.get(id(s.work), 0.0)
                     tpot_extra = tpot_extra + p * res.tpot_extra.get(id(s.work), 0.0)
         n = plan.decoded_tokens[k] - 1.0
-        # TPOT is a mean over requests of (decode time / gaps): time that lands in the first
-        # gap of every request weighs E[1/(n-1)] instead of 1/E[n-1]
-        uneven = first_gap * max(plan.inverse_gaps[k] - 1.0 / n, 0.0) if n > 0 else 0.0
-        out["tpot"][k] = after_main / n + uneven + tpot_extra if n > 0 else np.nan
+        out["tpot"][k] = after_main / n + tpot_extra if n > 0 else np.nan
         out["tpot_var"][k] = tpot_var
         saturated = ~np.isfinite(out["e2e"][k])
         for name in ("ttft", "tpot"):
@@ -1044,7 +1042,8 @@ def _ttft_mixtures(plan: _Plan, res: _Result, ttft: np.ndarray) -> list[tuple | 
         values, weights, waits, probs = [], [], [], []
         own = other_wait
         for s in firsts:
-            v, w, wait, p_wait = res.prefill_parts[id(s.work)]
+            v, w = res.prefill_parts[id(s.work)]
+            wait, p_wait = res.waits[id(s.work)]
             v, w = compress_points(np.asarray(v, dtype=float), np.asarray(w, dtype=float))
             wait = np.asarray(wait, dtype=float)
             own = own + s.probability * ((v * w).sum(-1) + wait)

@@ -198,14 +198,15 @@ def compress_points(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray
 
 
 def _per_component(wait, p_wait, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(p, mean of the exponential) shaped (*S, 1, n) for a mixture over ``values`` (*S, n)."""
+    """(mean wait, P(wait)) of each component of a mixture over ``values`` (*S, n), given
+    per point (*S,) or per component (*S, n): both broadcast to ``values.shape``."""
     wait = np.asarray(wait, dtype=float)
     p = np.clip(np.asarray(p_wait, dtype=float), 1e-12, 1.0)
     if wait.ndim < values.ndim:
         wait = wait[..., None]
     if p.ndim < values.ndim:
         p = p[..., None]
-    return p[..., None, :], np.maximum(wait / p, 1e-300)[..., None, :]
+    return np.broadcast_to(wait, values.shape), np.broadcast_to(p, values.shape)
 
 
 def wait_mixture_cdf(x: np.ndarray, values: np.ndarray, weights: np.ndarray,
@@ -217,7 +218,9 @@ def wait_mixture_cdf(x: np.ndarray, values: np.ndarray, weights: np.ndarray,
     (*S, n): returns (*S, Q).
     """
     values = np.asarray(values, dtype=float)
-    p, mu = _per_component(wait, p_wait, values)
+    wait, p = _per_component(wait, p_wait, values)
+    mu = np.maximum(wait / p, 1e-300)[..., None, :]
+    p = p[..., None, :]
     d = np.asarray(x, dtype=float)[..., :, None] - values[..., None, :]
     # for d >= 0: 1 - p exp(-d / mu); for d < 0: 0 (the exponent is clipped there)
     inside = 1.0 - p * np.exp(-np.maximum(d, 0.0) / mu)
@@ -235,11 +238,7 @@ def wait_mixture_quantile(q: np.ndarray, values: np.ndarray, weights: np.ndarray
     by linear interpolation: within about ``(range / grid)^2`` of the exact quantile.
     """
     v = np.asarray(values, dtype=float)
-    wait = np.broadcast_to(np.asarray(wait, dtype=float)[..., None]
-                           if np.ndim(wait) < v.ndim else np.asarray(wait, dtype=float), v.shape)
-    p = np.broadcast_to(np.clip(np.asarray(p_wait, dtype=float), 1e-12, 1.0)[..., None]
-                        if np.ndim(p_wait) < v.ndim else
-                        np.clip(np.asarray(p_wait, dtype=float), 1e-12, 1.0), v.shape)
+    wait, p = _per_component(wait, p_wait, v)
     finite = np.all(np.isfinite(wait) & np.isfinite(v), axis=-1)
     w0 = np.where(finite[..., None], wait, 0.0)
     v0 = np.where(finite[..., None], v, 0.0)

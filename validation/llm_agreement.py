@@ -28,6 +28,7 @@ from pathlib import Path
 import hermes_qn as hq
 from hermes_qn.scenario import (Embed, Generate, KVFetch, Pool, RequestClass, Rerank, Scenario,
                                 Search, Target, TierShare)
+from hermes_qn import workload
 from hermes_qn.workload import TokenLengths
 
 HERE = Path(__file__).resolve().parent
@@ -59,14 +60,9 @@ def colocated(batching, prompt):
                     (_chat("chat", (Generate.on("gpu", MODEL),), prompt),))
 
 
-def trace_lengths():
-    """Prompt and output lengths of the Azure LLM inference trace (conversation), as shipped."""
-    from hermes_qn import workload
-    return workload.dataset("azure-conv")
-
-
 def azure_chat():
-    prompt, output = trace_lengths()
+    """Prompt and output lengths of the Azure LLM inference trace (conversation), as shipped."""
+    prompt, output = workload.dataset("azure-conv")
     return Scenario("azure-chat", (_gpu(),),
                     (_chat("chat", (Generate.on("gpu", MODEL),), prompt, output=output),))
 
