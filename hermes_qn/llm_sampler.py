@@ -173,6 +173,13 @@ def _lerp(row: list[float], x: float, n: int) -> float:
     return a + (x - i) * (row[i + 1] - a)
 
 
+def _bracket(grid: list[float], x: float) -> tuple[int, float]:
+    """Segment ``j`` of an increasing ``grid`` below its last point holding ``x``, and the
+    fraction ``(x - grid[j]) / (grid[j + 1] - grid[j])`` (negative below ``grid[0]``)."""
+    j = max(bisect_right(grid, x) - 1, 0)
+    return j, (x - grid[j]) / (grid[j + 1] - grid[j])
+
+
 class _Tables:
     """Tabulated StepModel times of one pool (see the module docstring)."""
 
@@ -230,13 +237,9 @@ class _Tables:
         tok = self.ptok
         if tokens >= self.ptmax:
             return self._pre_row(len(tok) - 1, x) * tokens / self.ptmax
-        j = bisect_right(tok, tokens) - 1
+        j, f = _bracket(tok, tokens)
         lo = self._pre_row(j, x)
-        t0 = tok[j]
-        if tokens == t0:
-            return lo
-        hi = self._pre_row(j + 1, x)
-        return lo + (tokens - t0) / (tok[j + 1] - t0) * (hi - lo)
+        return lo if f == 0 else lo + f * (self._pre_row(j + 1, x) - lo)
 
     def prefill_batch(self, n: int, tokens: float, ctx: float) -> float:
         """One prefill step of ``n`` prompts of ``tokens`` new tokens in all, mean context ``ctx``."""
@@ -248,9 +251,8 @@ class _Tables:
         if mean >= tok[-1]:
             base = row[-1] * mean / tok[-1]
         else:
-            j = max(bisect_right(tok, mean) - 1, 0)
-            lo, hi = row[j], row[j + 1]
-            base = lo + (mean - tok[j]) / (tok[j + 1] - tok[j]) * (hi - lo)
+            j, f = _bracket(tok, mean)
+            base = row[j] + f * (row[j + 1] - row[j])
         if n > len(self.bpre) - 1:  # more prompts than the table: scale linearly in prompts
             base *= n / (len(self.bpre) - 1)
         if ctx > 0:  # each prompt's attention over its cached context
