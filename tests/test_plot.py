@@ -1,7 +1,7 @@
 """Figures: what each function draws (read back from the Axes), saturation, labels, errors, files.
 
-The Datasets come from hermes_qn.evaluate on the default scenario (chat-h100,
-capacity about 60 requests/s): rates past the capacity give saturated points.
+The Datasets come from hermes_qn.evaluate on the default scenario (chat-h100) at
+rates set as fractions of its capacity: the last two are past it (saturated points).
 Sweeps over a pool field are built here with evaluate and xr.concat, so the
 tests do not depend on the sweep module.
 """
@@ -24,7 +24,9 @@ from hermes_qn.errors import ValidationError
 
 matplotlib.use("Agg")
 
-RATES = np.array([5.0, 20.0, 40.0, 55.0, 65.0, 80.0])  # the last two past capacity
+_CAPACITY = float(hq.evaluate(hq.load_scenario("chat-h100"), rates={"chat": 1.0})["capacity"]
+                  .squeeze())
+RATES = np.round(_CAPACITY * np.array([0.08, 0.33, 0.67, 0.9, 1.08, 1.33]))  # last two saturate
 CAPS = [16, 64, 256]
 
 
@@ -207,7 +209,7 @@ def test_stage_breakdown_stacks_stages_and_skips_saturated(curve):
     np.testing.assert_allclose(tops, curve["e2e"].sel({"class": "chat"}).values[ok], rtol=1e-9)
     assert [t.get_text() for t in ax.texts] == ["saturated"] * int((~ok).sum())
     assert ax.get_ylabel() == "mean time per stage [s]"
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "20", "40", "55", "65", "80"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{r:g}" for r in RATES]
 
 
 def test_stage_breakdown_per_class_and_errors(curve):
@@ -348,7 +350,7 @@ def _fake_sampler(curve, rates, scale=1.05):
 
 
 def test_versus_sampler_line_and_error_bars(curve):
-    sampled = _fake_sampler(curve, [5.0, 20.0, 40.0])
+    sampled = _fake_sampler(curve, RATES[:3])
     ax = plot.versus_sampler(curve, sampled, "ttft")
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "closed form"]
     assert line.get_label() == "closed form"
@@ -356,7 +358,7 @@ def test_versus_sampler_line_and_error_bars(curve):
     (bars,) = ax.containers
     assert bars.get_label() == "sampler (95% CI)"
     points = bars.lines[0]
-    np.testing.assert_allclose(points.get_xdata(), [5.0, 20.0, 40.0])
+    np.testing.assert_allclose(points.get_xdata(), RATES[:3])
     np.testing.assert_allclose(points.get_ydata(), sampled["ttft"].values.ravel() * 1e3)
     segments = bars.lines[2][0].get_segments()
     np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in segments],
@@ -377,7 +379,7 @@ def test_versus_sampler_real_run(scenario):
 
 
 def test_versus_sampler_errors(curve, scenario):
-    sampled = _fake_sampler(curve, [5.0, 20.0])
+    sampled = _fake_sampler(curve, RATES[:2])
     with pytest.raises(ValidationError, match=r"no variable 'ttft_halfwidth'"):
         plot.versus_sampler(curve, sampled.drop_vars("ttft_halfwidth"))
     with pytest.raises(ValidationError, match=r"sampled has no dim 'rate' with coordinates"):
