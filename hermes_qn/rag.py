@@ -20,19 +20,20 @@ flat
     ``nq * N`` distances, ``2 * nq * N * d`` FLOPs (the ``-2 x.y`` GEMM; norms
     are precomputed). Bytes: the database once per batch (``N*d*e`` plus ``4*N``
     for norms) plus queries and results. On a GPU the ``nq x N`` fp32 distance
-    matrix is written and read once more for k-selection (FAISS GPU tiles the
-    GEMM, then runs a separate k-select).
+    matrix is written by the GEMM and read back by a separate k-selection
+    kernel (FAISS GPU tiles the GEMM, then runs ``l2SelectMin``/``warpSelect``).
 ivf_flat
     Coarse quantizer: ``nq * nlist`` distances (``2*d`` FLOPs each) and the
-    centroids read once per batch. Scan: each query visits ``nprobe`` lists of
-    ``imbalance * N / nlist`` vectors on average (``imbalance >= 1`` is the
-    ratio of mean visited list length to ``N / nlist``; uneven k-means lists
-    make it about 1.1-1.3 in FAISS's logs), ``2*d`` FLOPs and ``d*e`` bytes per
-    candidate; on a GPU also 8 bytes per candidate for the fp32 distance buffer
-    written by the scan and read back by the k-selection pass (FAISS GPU IVF
-    selects in two passes; ivf_pq too). Lists are **not** assumed to be shared between the queries of
-    a batch (FAISS CPU runs queries independently): bytes scanned grow with
-    ``nq``.
+    centroids read once per batch; on a GPU it is a flat search, so its
+    ``nq x nlist`` fp32 distance matrix is written and read too. Scan: each
+    query visits ``nprobe`` lists of ``imbalance * N / nlist`` vectors on
+    average (``imbalance >= 1`` is the ratio of mean visited list length to
+    ``N / nlist``; uneven k-means lists make it about 1.1-1.3 in FAISS's logs),
+    ``2*d`` FLOPs and ``d*e`` bytes per candidate; on a GPU also 8 bytes per
+    candidate for the fp32 distance buffer written by the scan and read back by
+    the k-selection pass (FAISS GPU IVF selects in two passes; ivf_pq too).
+    Lists are **not** assumed to be shared between the queries of a batch
+    (FAISS CPU runs queries independently): bytes scanned grow with ``nq``.
 ivf_pq
     Coarse quantizer as above. Look-up tables: ``2 * d * 2**bits`` FLOPs per
     query (distances of the query sub-vectors to every sub-centroid) plus
@@ -43,25 +44,52 @@ ivf_pq
     32 FP32 FLOP/cycle/core, a scalar gather-and-add about one per cycle), 4 on a
     GPU (128 FP32 FLOP/cycle/SM against 32 shared-memory look-ups/cycle/SM),
     and 1 for 4-bit codes (FAISS "fast scan": 32 look-ups per 256-bit shuffle).
+    Look-up-table traffic on a GPU: FAISS GPU scans one (query, probed list)
+    per thread block and first loads that pair's ``m x 2**bits`` table into
+    shared memory from device memory -- the sum of a per-list table (term 2)
+    and a per-query table (term 3) with precomputed tables, or a table written
+    by a separate kernel and read back without them; either way two table
+    transfers of ``m * 2**bits * lut_bytes`` bytes per (query, probe).
+    ``lut_bytes`` is 4 (fp32) by default, 2 with FAISS's
+    ``useFloat16LookupTables``. On a CPU the table is built per (query, list)
+    in L1/L2 cache and adds no memory traffic.
 hnsw
     Per query: ``ef_search`` node expansions on the bottom layer, each reading
     the ``2*M`` neighbour ids (4 B each) and computing the distance of the
     ``new_fraction`` not yet visited; plus ``M * log(N)/log(M)`` distances on the
     upper layers (one greedy hop per layer). Every distance reads a full vector
     (``d*e`` bytes rounded up to 64-byte cache lines) and costs ``2*d`` FLOPs.
-    Default ``new_fraction = 1`` (an upper bound). HNSW search is a chain of
-    dependent random reads: its time is often set by memory latency, which
-    this bandwidth roofline does not see -- treat it as a lower bound.
+    Default ``new_fraction = 1`` (an upper bound). HNSW search is also a chain
+    of dependent random reads: every expansion reads a neighbour list whose
+    address depends on the previous step, then the neighbours' vectors (issued
+    together), so a query needs at least ``2 * (ef_search + log(N)/log(M))``
+    memory round trips of ``memory_latency`` seconds one after another. With
+    ``P`` queries in flight (``min(cores, nq)`` on a CPU, ``nq`` on a GPU) the
+    batch takes at least ``(nq / P) * 2 * (ef + levels) * memory_latency``;
+    that latency floor replaces the roofline when it is longer (``bound`` is
+    then ``"latency"``). Default ``memory_latency``: 100 ns on a CPU (DRAM
+    load-to-use latency of server CPUs, about 80-130 ns), 500 ns on a GPU
+    (global-memory latency, about 400-600 ns); 0 switches the floor off.
 
 All indexes also write ``k`` (distance, id) pairs (12 B) per query. Results
 are returned per batch; ``per_query`` is the batch time over ``nq`` (the
 latency of a query is the batch time).
 
+Time. On a CPU the work of a batch overlaps (FAISS runs each query's coarse
+search, table build and scan in one thread, many threads at once):
+``time = max(compute_time, memory_time)``. On a GPU the kernels of a search
+run one after another, so the time is the sum of each kernel's roofline:
+GEMM (or coarse GEMM, which also writes its distance matrix), coarse
+k-selection (reads it), list scan (with table loads, writes the candidate
+distances), k-selection (reads them). ``compute_time`` and ``memory_time``
+are the totals over the kernels in both cases.
+
 CPU parallelism: FAISS parallelises IVF and HNSW search over queries, and flat
 search too below 20 queries (above, a multi-threaded BLAS GEMM). So a CPU
 uses ``min(cores, nq)`` cores (all ``cores`` for flat with ``nq >= 20``);
 peak FLOP/s and bandwidth are scaled by ``active cores / device cores``
-(linear in cores: pessimistic for bandwidth with few cores, since one core draws more than its share of the socket bandwidth).
+(linear in cores: pessimistic for bandwidth with few cores, since one core
+draws more than its share of the socket bandwidth).
 GPUs use the whole device.
 
 Overheads: ``overhead_per_batch`` (s, default 0 on a CPU; 20e-6 on a GPU for
@@ -113,6 +141,9 @@ _ID_BYTES = 8.0  # FAISS idx_t
 _RESULT_BYTES = 12.0  # fp32 distance + int64 id per result
 _CACHE_LINE = 64.0
 _BLAS_THRESHOLD = 20  # FAISS distance_compute_blas_threshold
+_LUT_TRANSFERS = 2.0  # GPU IVF-PQ: look-up tables moved per (query, probe), see module notes
+_CPU_LATENCY = 100e-9  # s, DRAM load-to-use latency of a server CPU
+_GPU_LATENCY = 500e-9  # s, global-memory latency of a GPU
 
 
 # --------------------------------------------------------------------------- checks
@@ -240,10 +271,14 @@ class SearchCost:
         Bytes read from and written to device memory, B.
     compute_time, memory_time : ndarray or float
         ``flops / (peak * eff)`` and ``bytes / (bandwidth * eff)``, s.
+    latency_time : ndarray or float
+        HNSW's floor of dependent memory round trips, s (0 for other indexes).
     overhead : ndarray or float
         Fixed per-batch plus per-query overheads, s.
     time : ndarray or float
-        ``max(compute_time, memory_time) + overhead``: the batch time, s.
+        The batch time, s: ``max(compute_time, memory_time)`` on a CPU, the
+        sum of the kernels' rooflines on a GPU, at least ``latency_time``; plus
+        ``overhead``.
     per_query : ndarray or float
         ``time / batch``: the inverse of throughput, s per query.
     throughput : ndarray or float
@@ -251,7 +286,7 @@ class SearchCost:
     index_bytes : ndarray or float
         Size of the index in memory (codes, ids, centroids, graph links), B.
     bound : str or ndarray of str
-        ``"compute"`` or ``"memory"``.
+        ``"compute"`` or ``"memory"`` (the larger total), or ``"latency"``.
     """
 
     index: str
@@ -260,6 +295,7 @@ class SearchCost:
     bytes: Any
     compute_time: Any
     memory_time: Any
+    latency_time: Any
     overhead: Any
     time: Any
     per_query: Any
@@ -308,7 +344,8 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
            hnsw_m: Any = 32, ef_search: Any = 64, new_fraction: float = 1.0,
            imbalance: Any = 1.0, vector_bytes: float = 4.0, precision: str = "fp32",
            cores: int | None = None, device_cores: int | None = None,
-           lut_op_cost: Any = None, matmul_efficiency: float | None = None,
+           lut_op_cost: Any = None, lut_bytes: Any = 4.0,
+           memory_latency: float | None = None, matmul_efficiency: float | None = None,
            memory_efficiency: float | None = None, overhead_per_batch: float | None = None,
            overhead_per_query: float = 0.0) -> SearchCost:
     """Cost and time of a batch of vector-search queries (see the module notes for the model).
@@ -351,6 +388,12 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
         Cores of the CPU, needed when it is not in :data:`CPU_CORES`.
     lut_op_cost : float or array_like, optional
         FLOP-equivalents of one PQ look-up-add (default 32 CPU, 4 GPU, 1 for 4-bit).
+    lut_bytes : float or array_like
+        Bytes per PQ look-up-table entry moved through GPU memory (``ivf_pq`` on
+        a GPU), > 0; default 4 (fp32), 2 for FAISS ``useFloat16LookupTables``.
+    memory_latency : float, optional
+        HNSW: seconds per dependent memory round trip, >= 0; default 100e-9 on a
+        CPU, 500e-9 on a GPU; 0 turns the latency floor off.
     matmul_efficiency, memory_efficiency : float, optional
         Fractions of peak FLOP/s and bandwidth; default the device's.
     overhead_per_batch, overhead_per_query : float, optional
@@ -391,9 +434,14 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
         overhead_per_batch = 20e-6 if gpu else 0.0
     ob = _array("overhead_per_batch", overhead_per_batch, low=0)
     oq = _array("overhead_per_query", overhead_per_query, low=0)
+    if memory_latency is None:
+        memory_latency = _GPU_LATENCY if gpu else _CPU_LATENCY
+    lat = _array("memory_latency", memory_latency, low=0)
     results = nq * kk * _RESULT_BYTES
     queries = nq * d * e
+    chain = 0.0  # dependent memory round trips per query (hnsw only)
 
+    # phases: (flops, bytes) of the kernels a GPU runs one after another
     if index in ("ivf_flat", "ivf_pq"):
         for name, val in (("nlist", nlist), ("nprobe", nprobe)):
             if val is None:
@@ -406,23 +454,25 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
                                   f"{float(np.min(L)):g}; valid: 1 <= nprobe <= nlist")
         imb = _array("imbalance", imbalance, low=1)
         cand = np.minimum(imb * P * N / L, N)  # vectors visited per query
-        # FAISS GPU IVF scans write every candidate's fp32 distance to a buffer that a
-        # second pass k-selects (IVFUtils: pass 1 / pass 2 select)
-        dist_buffer = 2 * 4.0 * nq * cand if gpu else 0.0
         coarse_d = nq * L
-        coarse_f = 2.0 * coarse_d * d
-        coarse_b = L * d * 4.0  # centroids are fp32
+        # on a GPU the coarse quantizer is a flat search: its fp32 distance matrix is
+        # written by the GEMM and read by the k-selection; so is the scan's candidate
+        # buffer (IVFUtils pass 1 / pass 2 select)
+        coarse_matrix = 4.0 * coarse_d if gpu else 0.0
+        dist_buffer = 4.0 * nq * cand if gpu else 0.0
+        coarse = (2.0 * coarse_d * d, L * d * 4.0 + queries + coarse_matrix)  # fp32 centroids
+        coarse_select = (0.0, coarse_matrix)
+        select = (0.0, dist_buffer + results)
     if index == "flat":
         dist = nq * N
-        flops = 2.0 * dist * d
-        nbytes = N * d * e + 4.0 * N + queries + results
-        if gpu:
-            nbytes = nbytes + 2 * 4.0 * dist
+        matrix = 4.0 * dist if gpu else 0.0
+        phases = [(2.0 * dist * d, N * d * e + 4.0 * N + queries + matrix),
+                  (0.0, matrix + results)]
         index_bytes = N * d * e + 4.0 * N
     elif index == "ivf_flat":
         dist = coarse_d + nq * cand
-        flops = coarse_f + 2.0 * nq * cand * d
-        nbytes = coarse_b + nq * cand * d * e + dist_buffer + queries + results
+        scan = (2.0 * nq * cand * d, nq * cand * d * e + dist_buffer)
+        phases = [coarse, coarse_select, scan, select]
         index_bytes = N * (d * e + _ID_BYTES) + L * d * 4.0
     elif index == "ivf_pq":
         if pq_m is None:
@@ -438,42 +488,53 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
             lut = np.where(bits == 4, 1.0, 4.0 if gpu else 32.0)
         else:
             lut = _array("lut_op_cost", lut_op_cost, low=0, low_inclusive=False)
+        lb = _array("lut_bytes", lut_bytes, low=0, low_inclusive=False)
         ksub = 2.0 ** bits
         dist = coarse_d + nq * cand
         lut_flops = nq * (2.0 * d * ksub + P * m * ksub)
-        flops = coarse_f + lut_flops + nq * cand * m * lut
+        table_traffic = _LUT_TRANSFERS * nq * P * m * ksub * lb if gpu else 0.0
         code = m * bits / 8.0
-        nbytes = coarse_b + nq * cand * code + dist_buffer + queries + results
+        scan = (lut_flops + nq * cand * m * lut, nq * cand * code + table_traffic + dist_buffer)
+        phases = [coarse, coarse_select, scan, select]
         index_bytes = N * (code + _ID_BYTES) + L * d * 4.0 + d * ksub * 4.0
     else:  # hnsw
         M = _array("hnsw_m", hnsw_m, low=2, integer=True)
         ef = _array("ef_search", ef_search, low=1, integer=True)
         nf = _fraction("new_fraction", new_fraction)
         ef = np.maximum(ef, kk)  # FAISS searches with max(efSearch, k)
-        upper = M * np.log(np.maximum(N, 2.0)) / np.log(M)
+        levels = np.log(np.maximum(N, 2.0)) / np.log(M)
+        upper = M * levels
         per_q = ef * 2.0 * M * nf + upper
         per_q = np.minimum(per_q, N)
         dist = nq * per_q
-        flops = 2.0 * dist * d
         vec = np.ceil(d * e / _CACHE_LINE) * _CACHE_LINE
         links = nq * (ef * 2.0 * M + upper) * 4.0
-        nbytes = dist * vec + links + queries + results
+        phases = [(2.0 * dist * d, dist * vec + links + queries + results)]
+        chain = 2.0 * (ef + levels)
         index_bytes = N * (d * e + 2.0 * M * 4.0 * (1.0 + 1.0 / (M - 1)))
 
     peak = device.peak_flops[precision] * me
     bw = device.memory_bandwidth * be
-    if not gpu:
+    if gpu:
+        in_flight = nq
+    else:
         if index == "flat":
             active = np.where(nq >= _BLAS_THRESHOLD, float(cores), np.minimum(cores, nq))
         else:
             active = np.minimum(float(cores), nq)
         share = active / total_cores
         peak, bw = peak * share, bw * share
+        in_flight = active
+        phases = [(sum(f for f, _ in phases), sum(b for _, b in phases))]  # all overlap
+    flops = sum(f for f, _ in phases)
+    nbytes = sum(b for _, b in phases)
     ct = flops / peak
     mt = nbytes / bw
+    roof = sum(np.maximum(f / peak, b / bw) for f, b in phases)
+    latency = nq / in_flight * chain * lat
     over = ob + oq * nq
-    time = np.maximum(ct, mt) + over
-    bound = np.where(ct >= mt, "compute", "memory")
+    time = np.maximum(roof, latency) + over
+    bound = np.where(latency > roof, "latency", np.where(ct >= mt, "compute", "memory"))
 
     def out(x):
         x = np.asarray(x)
@@ -483,8 +544,9 @@ def search(index: str, corpus: Any, dim: Any, *, device: Any, batch: Any = 1, k:
             return str(x) if x.dtype.kind == "U" else float(x)
         return np.array(x)
 
-    return SearchCost(index, out(dist), out(flops), out(nbytes), out(ct), out(mt), out(over),
-                      out(time), out(time / nq), out(nq / time), out(index_bytes), out(bound))
+    return SearchCost(index, out(dist), out(flops), out(nbytes), out(ct), out(mt),
+                      out(latency), out(over), out(time), out(time / nq), out(nq / time),
+                      out(index_bytes), out(bound))
 
 
 def hnsw_levels(corpus: Any, hnsw_m: Any) -> Any:

@@ -65,13 +65,77 @@ def test_hnsw_counts_by_hand():
     assert r.flops == pytest.approx(2 * 104 * 16)
 
 
-def test_time_is_roofline_max_plus_overhead():
-    r = rag.search("ivf_flat", 1e6, 128, device=GPU, nlist=1024, nprobe=8, batch=100)
-    assert r.compute_time == pytest.approx(r.flops / (GPU.peak_flops["fp32"] * GPU.matmul_efficiency))
-    assert r.memory_time == pytest.approx(r.bytes / (GPU.memory_bandwidth * GPU.memory_efficiency))
-    assert r.time == pytest.approx(max(r.compute_time, r.memory_time) + 20e-6)
-    assert r.per_query == pytest.approx(r.time / 100)
-    assert r.throughput == pytest.approx(100 / r.time)
+def test_cpu_time_is_roofline_max():
+    r = rag.search("ivf_flat", 1e6, 128, device=CPU, nlist=1024, nprobe=8, batch=96)
+    peak = CPU.peak_flops["fp32"] * CPU.matmul_efficiency
+    assert r.compute_time == pytest.approx(r.flops / peak)
+    assert r.memory_time == pytest.approx(r.bytes / (CPU.memory_bandwidth * CPU.memory_efficiency))
+    assert r.time == pytest.approx(max(r.compute_time, r.memory_time))
+    assert r.per_query == pytest.approx(r.time / 96)
+    assert r.throughput == pytest.approx(96 / r.time)
+
+
+def test_gpu_time_is_sum_of_kernels_by_hand():
+    # flat, N=1e6, d=128, nq=1000, k=1 on the H100: GEMM kernel (FLOPs; database, norms,
+    # queries and the fp32 distance matrix written) then k-selection (matrix read, results)
+    peak = GPU.peak_flops["fp32"] * GPU.matmul_efficiency
+    bw = GPU.memory_bandwidth * GPU.memory_efficiency
+    r = rag.search("flat", 1e6, 128, device=GPU, batch=1000, k=1)
+    gemm = max(2 * 1e9 * 128 / peak, (1e6 * 128 * 4 + 4e6 + 1000 * 128 * 4 + 4e9) / bw)
+    select = (4e9 + 1000 * 12) / bw
+    assert r.time == pytest.approx(gemm + select + 20e-6)
+    assert r.time > max(r.compute_time, r.memory_time) + 20e-6
+
+
+def test_ivf_pq_gpu_bytes_by_hand():
+    # N=1000, nlist=10, nprobe=2, d=8, m=2, 8 bits, nq=1, k=1, fp16 tables on a GPU:
+    # centroids 10*8*4 + query 8*4 + coarse matrix written and read 2*4*10
+    # + codes 200*2 + tables 2 transfers * 2 probes * 2*256 entries * 2 B
+    # + candidate distances written and read 2*4*200 + results 12
+    r = rag.search("ivf_pq", 1000, 8, device=GPU, nlist=10, nprobe=2, pq_m=2, k=1,
+                   lut_bytes=2)
+    assert r.bytes == 320 + 32 + 80 + 400 + 2 * 2 * 512 * 2 + 1600 + 12
+    cpu = rag.search("ivf_pq", 1000, 8, device=CPU, nlist=10, nprobe=2, pq_m=2, k=1,
+                     lut_bytes=2)
+    assert cpu.bytes == 320 + 32 + 400 + 12  # tables stay in cache on a CPU
+
+
+def test_lut_bytes_grow_gpu_time_only():
+    kw = dict(nlist=4096, nprobe=64, pq_m=64, batch=1000)
+    a = rag.search("ivf_pq", 1e7, 128, device=GPU, lut_bytes=2, **kw)
+    b = rag.search("ivf_pq", 1e7, 128, device=GPU, **kw)  # fp32 default
+    assert b.bytes - a.bytes == pytest.approx(2 * 1000 * 64 * 64 * 256 * 2)
+    assert b.time > a.time
+    c = rag.search("ivf_pq", 1e7, 128, device=CPU, lut_bytes=2, **kw)
+    assert c.time == rag.search("ivf_pq", 1e7, 128, device=CPU, **kw).time
+
+
+def test_hnsw_latency_floor_by_hand():
+    # M=16, ef=64, N=16**5: 5 upper levels; 2*(64+5) round trips per query
+    r = rag.search("hnsw", 16.0 ** 5, 128, device=GPU, hnsw_m=16, ef_search=64, k=1)
+    assert r.latency_time == pytest.approx(2 * 69 * 500e-9)
+    assert r.bound == "latency"
+    assert r.time == pytest.approx(r.latency_time + 20e-6)
+    off = rag.search("hnsw", 16.0 ** 5, 128, device=GPU, hnsw_m=16, ef_search=64, k=1,
+                     memory_latency=0)
+    assert off.latency_time == 0 and off.bound == "memory" and off.time < r.time
+    # a CPU runs min(cores, nq) queries at once: 200 queries on 96 cores
+    c = rag.search("hnsw", 16.0 ** 5, 128, device=CPU, hnsw_m=16, ef_search=64, k=1,
+                   batch=200)
+    assert c.latency_time == pytest.approx(200 / 96 * 2 * 69 * 100e-9)
+    # other indexes have no floor
+    assert rag.search("flat", 1e6, 128, device=GPU).latency_time == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(lat=st.floats(0, 1e-5), f=st.floats(1.01, 10), batch=st.integers(1, 5000),
+       gpu=st.booleans())
+def test_hnsw_time_grows_with_latency(lat, f, batch, gpu):
+    dev = GPU if gpu else CPU
+    a = rag.search("hnsw", 1e7, 96, device=dev, batch=batch, memory_latency=lat)
+    b = rag.search("hnsw", 1e7, 96, device=dev, batch=batch, memory_latency=lat * f + 1e-9)
+    assert b.time >= a.time
+    assert b.latency_time > a.latency_time
 
 
 def test_cpu_uses_min_cores_batch():
@@ -184,6 +248,14 @@ def test_bad_values():
         rag.search("flat", 1e6, 128, device=GPU, cores=4)
 
 
+def test_new_parameter_errors():
+    with pytest.raises(ValidationError, match=r"lut_bytes: got 0.0; valid: finite numbers > 0"):
+        rag.search("ivf_pq", 1e6, 128, device=GPU, nlist=10, nprobe=1, pq_m=16, lut_bytes=0)
+    with pytest.raises(ValidationError,
+                       match=r"memory_latency: got -1.0; valid: finite numbers >= 0"):
+        rag.search("hnsw", 1e6, 128, device=CPU, memory_latency=-1)
+
+
 def test_device_errors():
     xeon = hardware.load_device("Xeon-8480+")
     with pytest.raises(ValidationError, match=r"no peak_flops for precision 'fp32'; valid: one of "
@@ -210,5 +282,6 @@ def test_validation_script_runs():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     text = mod.table()
-    assert "| SIFT1M Flat, k=1 | Titan X | 0.715 |" in text
-    assert "HNSW" in text
+    assert "| SIFT1M Flat, k=1 | Titan X | k=1 | 0.715 |" in text
+    assert "| HNSW f32 x256, M=16, ef=64 | Graviton 3, 64 thr. |" in text
+    assert text == mod.OUT.read_text(), "validation/vector_search.md is stale: rerun the script"
