@@ -6,12 +6,15 @@
 - :func:`dollars_per_million_tokens` -- ``price_per_hour / 3600 * devices *
   time / tokens * 1e6``.
 
-The built-in catalog has **no idle power for any device** (no vendor figure
-was found; see ``hardware/README.md``), so every energy call needs an explicit
-``idle_power=`` (W) unless the device file (or a
-``dataclasses.replace(device, idle_power=...)``) supplies one; the error says
-so. Cloud prices exist only for H100-SXM, H200 and TPU-v5e; pass
-``price_per_hour=`` for the others.
+Idle power: vendors publish none, so the catalog's ``idle_power`` (A100-80GB-SXM,
+H200, B200, L40S, MI300X, MI325X) is the median of public idle readings
+(``validation/power_idle.md``). It is **bare** idle, with no CUDA context; a serving
+engine that keeps a model resident idles 26-66 W higher, so pass ``idle_power=``
+(W) for that state. Devices without a reading need ``idle_power=`` (the error says
+so). The model is linear in utilisation; measured memory-bound decode draws far
+less than peak at full utilisation (``validation/power_splitwise.md``). Cloud
+prices exist only for H100-SXM, H200 and TPU-v5e; pass ``price_per_hour=`` for
+the others.
 
 Time and tokens are what a stage or a whole pipeline takes: e.g. a decode
 step's ``total`` seconds and the ``batch`` tokens it emits, or a solved
@@ -88,8 +91,9 @@ def power(device: Device | str, utilisation: Any = 1.0, *, devices: int = 1,
     ``devices * (idle + (peak - idle) * utilisation)`` with ``peak`` the
     device's ``peak_power`` (TDP / board power) and ``idle`` its
     ``idle_power``, or the ``idle_power`` argument (W). A catalog file carries
-    ``idle_power`` only where a published figure was found (its ``notes`` say
-    so otherwise); for a device without one, pass ``idle_power=``.
+    ``idle_power`` (bare idle, no CUDA context) only where public idle readings
+    were found (its ``notes`` say so otherwise); for a device without one, or for
+    idle with a model resident, pass ``idle_power=``.
 
     Raises
     ------

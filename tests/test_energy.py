@@ -42,9 +42,18 @@ def test_dollars_by_hand():
 
 
 def test_missing_idle_power_is_explicit():
-    with pytest.raises(ValidationError, match=r"H100-SXM has no idle_power \(the catalog has no "
+    # Gaudi2 has a peak (TDP) but no public idle reading
+    with pytest.raises(ValidationError, match=r"Gaudi2 has no idle_power \(the catalog has no "
                                               r"published idle figure.*valid: pass idle_power="):
-        energy.joules_per_token(H100, 1.0, 10)
+        energy.joules_per_token("Gaudi2", 1.0, 10)
+
+
+def test_catalog_idle_power_is_used():
+    # H200 carries a sourced bare-idle figure (73 W); no idle_power= needed
+    h200 = hardware.load_device("H200")
+    assert energy.power(h200, 0.0) == pytest.approx(h200.idle_power)
+    assert energy.joules_per_token(h200, 2.0, 100, utilisation=0.0, devices=8) == \
+        pytest.approx(8 * h200.idle_power * 2.0 / 100)
 
 
 def test_missing_price():

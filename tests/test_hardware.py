@@ -187,10 +187,13 @@ def test_power_model():
     assert hw.power(d, 1.0) == 700.0
     assert hw.power(d, 0.5) == pytest.approx(385.0)
     np.testing.assert_allclose(hw.power(d, np.array([0, 0.25, 1])), [70, 227.5, 700])
-    raw = hw.load_device("H100-SXM")
-    assert hw.power(raw, 1.0, idle_power=60) == 700
-    with pytest.raises(ValidationError, match=r"H100-SXM.toml: H100-SXM has no idle_power"):
+    raw = hw.load_device("Gaudi2")  # a TDP but no public idle reading
+    assert hw.power(raw, 1.0, idle_power=60) == 600
+    with pytest.raises(ValidationError, match=r"Gaudi2.toml: Gaudi2 has no idle_power"):
         hw.power(raw, 0.5)
+    h200 = hw.load_device("H200")  # sourced bare idle, overridable
+    assert hw.power(h200, 0.0) == h200.idle_power
+    assert hw.power(h200, 0.0, idle_power=110) == 110
     with pytest.raises(ValidationError, match=r"utilisation 1.5 is out of range; valid: 0 <= utilisation <= 1"):
         hw.power(d, 1.5)
     with pytest.raises(ValidationError, match=r"has no peak_power"):
