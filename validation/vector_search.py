@@ -145,7 +145,8 @@ def _group(label: str) -> str:
 
 
 def _rng(e) -> str:
-    return f"{min(e):+.0%} to {max(e):+.0%}"
+    lo, hi = f"{min(e):+.0%}", f"{max(e):+.0%}"
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def latency_rows():
@@ -295,13 +296,15 @@ def table() -> str:
         f"Graviton 3. For f32 vectors the bandwidth model (every neighbour's vector read "
         f"from DRAM, new_fraction=1) is {_rng(hn)} in time per query (the two runs of the "
         f"same M=16, ef=64 setting differ by 30 %, so that is the noise level); it is "
-        f"closest for small M and slow for M=32, where more of the 2M neighbours were "
-        f"already visited (new_fraction < 1). f16 and i8 vectors come out "
-        f"{_rng(g['HNSW f16'])} and {_rng(g['HNSW i8'])}: they are not 2x and 4x faster "
-        f"than f32 as a pure bandwidth model says, because converting and multiplying them "
-        f"costs more per byte. The growth with efSearch in FAISS's own bench_hnsw.py is "
-        f"slower than the model's ({ratio_err[-1]:+.0%} at efSearch=256 relative to 16): "
-        f"wider beams revisit more nodes, which `new_fraction` would have to express.",
+        f"closest for small M and too slow for M=32, presumably because more of the 2M "
+        f"neighbours were already visited (new_fraction < 1; not measured). f16 and i8 "
+        f"vectors come out {_rng(g['HNSW f16'])} and {_rng(g['HNSW i8'])}: they are not 2x "
+        f"and 4x faster than f32 as a pure bandwidth model says, presumably because "
+        f"converting and multiplying them costs more per byte (the model charges fp32 "
+        f"FLOPs for them). The growth with efSearch in FAISS's own bench_hnsw.py is "
+        f"slower than the model's ({ratio_err[-1]:+.0%} at efSearch=256 relative to 16), "
+        f"consistent with wider beams meeting more already-visited nodes, which a fixed "
+        f"`new_fraction` cannot express.",
         "- HNSW latency floor: added as a documented default (100 ns CPU, 500 ns GPU per "
         "dependent round trip, two per expansion). It changes no published row (all are "
         "64-thread batches), but it sets the time of a single query on a GPU, where the "
