@@ -7,7 +7,7 @@
   time / tokens * 1e6``.
 
 Idle power: vendors publish none, so the catalog's ``idle_power`` (A100-80GB-SXM,
-H200, B200, L40S, MI300X, MI325X) is the median of public idle readings
+H100-SXM, H200, B200, L40S, MI300X, MI325X) is the median of public idle readings
 (``validation/power_idle.md``). It is **bare** idle, with no CUDA context; a serving
 engine that keeps a model resident idles 26-66 W higher, so pass ``idle_power=``
 (W) for that state. Devices without a reading need ``idle_power=`` (the error says

@@ -22,6 +22,7 @@ CATALOG = catalog_dir("hardware").resolve()  # the installed wheel's copy, or th
 # pastes; validation/power_idle.py lists every reading): (value W, low, high) -- the catalog
 # value is the median and must lie inside the range of the readings.
 SOURCED_IDLE_POWER: dict[str, tuple[float, float, float]] = {
+    "H100-SXM": (70.0, 69.0, 73.0),
     "H200": (73.0, 73.0, 73.65),
     "A100-80GB-SXM": (51.0, 49.0, 52.0),
     "B200": (138.0, 136.0, 142.0),

@@ -1,5 +1,6 @@
 """hq.evaluate against limits with exact answers, textbook closed forms and the laws that must hold."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -203,9 +204,16 @@ def test_every_stage_kind_in_one_pipeline():
 
 def test_energy_uses_idle_power_when_given_and_peak_otherwise():
     sc = chat(rate=2.0)
-    hot = hq.evaluate(sc)
+    # a device without idle_power: power at peak, with a note
+    bare = dataclasses.replace(sc.pools[0].device, idle_power=None)
+    hot = hq.evaluate(dataclasses.replace(sc, pools=(dataclasses.replace(sc.pools[0], device=bare),)))
     assert "upper bound" in hot.attrs["notes"]
     assert hot.power.item() == pytest.approx(2 * 700.0)
+    # the catalog's idle_power (H100-SXM: 70 W bare idle) when the pool gives none
+    cat = hq.evaluate(sc)
+    idle = sc.pools[0].device.idle_power
+    assert "upper bound" not in cat.attrs["notes"]
+    assert cat.power.item() == pytest.approx(2 * (idle + (700 - idle) * cat.utilization.item()))
     cool = hq.evaluate(sc.with_value("pools.gpu.idle_power", 100.0))
     u = cool.utilization.item()
     assert cool.power.item() == pytest.approx(2 * (100 + 600 * u))
