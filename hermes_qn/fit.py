@@ -60,15 +60,6 @@ Traces read (never copied into the package; see ``traces_dir``):
   ISCA 2024; MIT): measured ``prompt_time`` and ``token_time`` (ms) of
   Llama-2-70B on DGX-A100 at TP 2, 4, 8 (repeats reduced to their median; one
   inconsistent prefill row dropped, see ``_drop_inconsistent``).
-  Its batched prefills (``batch`` x 512 tokens) take longer than one prompt of
-  ``batch * 512`` tokens (16 x 512 at TP 2/4/8: 3.24/2.89/2.08 s against
-  2.99/2.28/1.55 s for 8192 tokens), and SplitwiseSim interpolates its table on
-  ``prompt * batch``; reading those rows as one joined sequence (causal
-  attention over ``batch * 512`` tokens) was tried and left out: held-out
-  TP-degree error 12.64 -> 12.60 %, but Llama-2-70B TP 2 26.2 -> 28.6 % and
-  the whole of OPT-66B 11.7 -> 13.8 %. A memory-bound attention-score term (``heads/tp
-  x tokens x (tokens + context)`` elements per layer and sequence, at a fitted
-  number of bytes each) fits to zero bytes, so it is not in the model either.
   BLOOM-176B rows are skipped (no catalog model; ALiBi is not in the model schema).
 - DistServe ``distserve/simdistserve/estimators/profile_data/profiler-a100-80g.vllm.json``
   (Zhong et al., "DistServe", OSDI 2024; Apache-2.0): vLLM step-time formulas
