@@ -530,6 +530,124 @@ class _StepTable:
         return got[:length]
 
 
+class _PrefillBatches:
+    """Prompts of a replica prefilled in batches: whatever waits at a step boundary.
+
+    The engine (continuous batching, or a prefill-only pool) puts the waiting
+    prompts into one prefill step in FCFS order, the first always, the next
+    while at most ``batch_cap`` prompts and ``max_batched_tokens`` prompt tokens
+    (``ncap``: the mean count that fits, from the prompt-length distribution).
+    A step of ``n`` prompts takes ``T(n) = StepModel.prefill(mean prompt, 0, n)``
+    scaled so that ``T(1)`` is the mean one-prompt time (reused context and the
+    spread of lengths kept). A batch is what arrived during the step before, a
+    Poisson count ``N`` with mean ``x``: ``max(1, N)`` on a prefill-only pool
+    (an idle replica starts the next prompt alone), ``N`` given ``N >= 1`` beside
+    decodes (decode steps go on until one brings a prompt). ``E[T^2]`` adds
+    ``n`` times the variance of one prompt's time (a batch is timed at its mean
+    length) and the variance of the batch size times the squared slope of ``T``.
+    """
+
+    def __init__(self, lp: _LLMPool, lam: np.ndarray, R: int, zero: np.ndarray) -> None:
+        works = lp.prefill
+        self.rate = lam_p = zero + _rate(lam, works, R)
+        total = sum(w.visits for w in works)
+        pos = lam_p > 0
+
+        def mean_of(what: str) -> np.ndarray:
+            plain = sum(w.visits * getattr(w, what) for w in works) / total
+            return np.where(pos, _rate(lam, works, R, what) / np.where(pos, lam_p, 1.0), plain)
+
+        self.s1, s2, m = mean_of("mean"), mean_of("second"), mean_of("tokens")
+        self.var1 = np.maximum(s2 - self.s1 ** 2, 0.0)
+        pool = lp.pool
+        share = np.array([max(float(np.mean(lam[w.cls])), 1e-300) * w.visits for w in works])
+        self.ncap = zero + _fitting_prompts(works, share / share.sum(), pool.max_batched_tokens,
+                                            pool.batch_cap)
+        L = max(int(np.ceil(np.max(self.ncap))), 2)
+        base = np.asarray(lp.steps.prefill(m[..., None], 0.0, np.arange(1, L + 1, dtype=float)),
+                          dtype=float)
+        self.table = base * (self.s1 / base[..., 0])[..., None]
+
+    def time(self, n: np.ndarray) -> np.ndarray:
+        """Mean step time (s) of a batch of ``n`` prompts (real ``n``, interpolated)."""
+        return _interp(self.table, np.minimum(n, self.ncap))
+
+    def size(self, x: np.ndarray, alone_after_idle: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance of the batch after a step with ``x`` expected arrivals."""
+        x = np.maximum(np.asarray(x, dtype=float), 0.0)
+        if alone_after_idle:   # max(1, N)
+            e = np.exp(-x)
+            n, n2 = x + e, x + x * x + e
+        else:                  # N given N >= 1
+            p = np.where(x > 1e-9, -np.expm1(-np.maximum(x, 1e-9)), 1.0)
+            n = np.where(x > 1e-9, x / p, 1.0 + x / 2.0)
+            n2 = np.where(x > 1e-9, (x + x * x) / p, 1.0 + 1.5 * x)
+        capped = n > self.ncap
+        n = np.where(capped, self.ncap, n)
+        return n, np.where(capped, 0.0, np.maximum(n2 - n * n, 0.0))
+
+    def second(self, n: np.ndarray, var_n: np.ndarray) -> np.ndarray:
+        """Second moment (s^2) of the step time of a batch of mean ``n``, variance ``var_n``."""
+        slope = self.time(n + 1.0) - self.time(n)
+        return self.time(n) ** 2 + n * self.var1 + var_n * slope ** 2
+
+    def seen(self, lengthbiased: np.ndarray) -> np.ndarray:
+        """The batch a prompt joins when it arrives during a step of that length-biased mean:
+        itself and the Poisson arrivals of that step."""
+        return np.clip(1.0 + self.rate * lengthbiased, 1.0, self.ncap)
+
+    def extra(self, w: _Work, seen: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Seconds a prompt of ``w`` spends beyond its own prefill when it joins a batch of
+        ``seen`` (timed at the mean length: its own length moves the batch's time by 1/seen
+        of its difference); a prompt that finds the replica idle is prefilled alone."""
+        t_seen = self.time(seen) * scale
+        return np.maximum(t_seen + (w.mean - self.s1) * scale / seen - w.mean, 0.0)
+
+    def leftover(self, a: np.ndarray) -> np.ndarray:
+        """Mean number of prompts left waiting at a step boundary when the steps take at most
+        ``ncap`` and ``a`` arrive per step (Poisson): the Lindley walk
+        ``Q' = (Q + A - ncap)+`` by Spitzer's identity, ``sum_k E[(S_k)+] / k``."""
+        a = np.asarray(a, dtype=float)
+        K = self.ncap
+        out = np.zeros(np.broadcast(a, K).shape)
+        ok = a < K
+        for k in range(1, 4001):
+            mu, c = k * a, k * K
+            m = np.floor(c)
+            below = c * stats.poisson.cdf(m, mu) - mu * stats.poisson.cdf(m - 1, mu)
+            term = np.where(ok, np.maximum(mu - c + below, 0.0) / k, 0.0)
+            out = out + term
+            if k > 8 and np.all(term <= 1e-9 * np.maximum(out, 1e-12)):
+                break
+        return np.where(ok, out, np.inf)
+
+    def capacity_cost(self, w: _Work, n: float) -> float:
+        """Seconds per prompt of ``w`` in batches of ``n`` (for capacity)."""
+        return float(np.mean(self.time(np.asarray(n)) / n * w.mean / self.s1))
+
+
+def _fitting_prompts(works: list[_Work], share: np.ndarray, budget: int, cap: int) -> float:
+    """Mean number of queued prompts one step takes: the first always, then while their
+    tokens sum to at most ``budget`` (and at most ``cap``); prompt lengths drawn from the
+    works' points in proportion ``share`` (``1 + sum_k P(S_k <= budget)``, k >= 2)."""
+    bins = 512
+    h = budget / bins
+    pmf = np.zeros(bins + 1)
+    for w, s in zip(works, share):
+        idx = np.rint(np.asarray(w.points, dtype=float) / h).astype(int)
+        keep = idx <= bins
+        pmf += np.bincount(idx[keep], weights=s * np.asarray(w.point_weights)[keep],
+                           minlength=bins + 1)[:bins + 1]
+    total, dist = 1.0, pmf
+    for _ in range(2, cap + 1):
+        dist = np.convolve(dist, pmf)[:bins + 1]
+        mass = float(dist.sum())
+        total += mass
+        if mass < 1e-6:
+            break
+    return float(np.clip(total, 1.0, cap))
+
+
 def _per_point(context: np.ndarray, build) -> np.ndarray:
     """Apply ``build(context) -> (L,)`` per distinct context; stack to (*S, L)."""
     flat = np.atleast_1d(context).ravel()
@@ -551,7 +669,9 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
     # high-priority work: prompts (except under chunking) and encoder passes
     chunked = pool.batching == "chunked" and lp.role == "colocated"
     static = pool.batching == "static" and lp.role == "colocated"
-    hi = lp.encoder + ([] if (chunked or static) else lp.prefill)
+    # prompts (unless chunked or static) are prefilled in batches of what waits: _PrefillBatches
+    batched = bool(lp.prefill) and not (chunked or static)
+    hi = lp.encoder
     rho_hi = zero + _rate(lam, hi, R, "mean")
     lam_hi = zero + _rate(lam, hi, R)
     r0_hi = zero + _rate(lam, hi, R, "second") / 2.0
@@ -562,16 +682,8 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         cap_hi[w.cls] += w.visits * w.mean / R
 
     if not lp.decode:  # a prefill-only pool (disaggregated) or encoders only
-        wait = np.where(unstable_hi, np.inf, r0_hi / np.maximum(1 - rho_hi, 1e-12))
-        for w in hi:
-            res.time[id(w)] = wait + w.mean
-            res.var[id(w)] = _wait_var(wait, rho_hi) + (w.second - w.mean ** 2)
-            res.waits[id(w)] = (wait, rho_hi)
-            if w.time_points is not None:
-                res.prefill_parts[id(w)] = (w.time_points, w.point_weights)
-        res.unstable[f"pool {name!r} prefill"] = unstable_hi
-        res.pool_util[name] = np.minimum(rho_hi, 1.0)
-        res.capacity_terms.append((f"pool {name!r} prefill", cap_hi))
+        _solve_prefill_only(lp, lam, res, R, zero, rho_hi, r0_hi, cap_hi, damping, tol,
+                            max_iter)
         return
 
     theta = zero + _rate(lam, lp.decode, R, "tokens")        # decode tokens/s per replica
@@ -706,54 +818,116 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             pre_util = f
             res.capacity_terms.append(("chunked", (pool, lp, t_dec, t_mix, cap, stretch)))
         else:
-            step = t_dec * stretch[..., None]
-            mult = b * step[..., :1] / step
-            mult = np.where(b > cap[..., None],
-                            np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
-            bs = batch_station(theta * step[..., 0], mult, cap, g=step)
-            unstable_pre = unstable_hi
+            def station(s: np.ndarray):
+                """The decode batch station with steps stretched by ``s``."""
+                st = t_dec * s[..., None]
+                mult = b * st[..., :1] / st
+                mult = np.where(b > cap[..., None],
+                                np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
+                return batch_station(theta * st[..., 0], mult, cap, g=st), st
+
             tB = np.take_along_axis(t_dec, cap[..., None] - 1, -1)[..., 0]
             coef = cap_hi.copy()
             for w in lp.decode:
                 coef[w.cls] += np.mean(w.visits * w.tokens * tB / cap / R)
-            res.capacity_terms.append((f"pool {name!r} prefill+decode" if lp.prefill
-                                       else f"pool {name!r} decode", coef))
+            if batched:
+                bt = _PrefillBatches(lp, lam, R, zero)
+                n = zero + 1.0
+                for iterations in range(1, max_iter + 1):
+                    t_n = bt.time(n) * stretch
+                    rho_p = np.minimum(bt.rate * t_n / n, 1.0 - rho_hi)
+                    s_all = 1.0 / np.maximum(1.0 - rho_hi - rho_p, 1e-12)
+                    bs, step = station(s_all)
+                    dec = (1.0 - rho_hi - rho_p) * bs.busy
+                    g = np.where(np.isfinite(bs.mean_running), bs.g_mean / s_all, tB)
+                    t_prev = (rho_p * t_n + dec * g) / np.maximum(rho_p + dec, 1e-300)
+                    new, var_n = bt.size(bt.rate * t_prev, alone_after_idle=False)
+                    residual = float(np.max(np.abs(new - n) / new, initial=0.0))
+                    n = n + damping * (new - n)
+                    if residual < tol:
+                        break
+                else:
+                    raise ConvergenceError(
+                        f"evaluate: prefill batch size on pool {name!r} did not settle in "
+                        f"{max_iter} iterations (residual {residual:.3g}); valid: raise "
+                        "max_iter or lower damping", iterations=max_iter, residual=residual)
+                t_n, t2_n = bt.time(n) * stretch, bt.second(n, var_n) * stretch ** 2
+                rho_p = np.minimum(bt.rate * t_n / n, 1.0 - rho_hi)
+                s_all = 1.0 / np.maximum(1.0 - rho_hi - rho_p, 1e-12)
+                bs, step = station(s_all)
+                # the step in progress when a prompt arrives: a prefill batch or a decode step
+                dec = (1.0 - rho_hi - rho_p) * bs.busy
+                g_mean, g_second = bs.g_mean / s_all, bs.g_second / s_all ** 2
+                resid_p = t2_n / (2.0 * t_n)
+                resid_d = g_second / np.maximum(2.0 * g_mean, 1e-300)
+                seen = bt.seen(2.0 * (rho_p * resid_p + dec * resid_d)
+                               / np.maximum(rho_p + dec, 1e-300))
+                steps_p = bt.rate / n  # prefill steps per second
+                unstable_pre = (rho_hi + bt.rate * bt.time(bt.ncap) * stretch / bt.ncap >= 1.0)
+                prompts = np.zeros(K)
+                for w in lp.prefill:
+                    prompts[w.cls] += w.visits / R
+            else:
+                bs, step = station(stretch)
+                unstable_pre = unstable_hi
+            if batched:
+                res.capacity_terms.append(("batched", (f"pool {name!r} prefill+decode", coef,
+                                                       coef - cap_hi, prompts, bt, stretch,
+                                                       tB)))
+            else:
+                res.capacity_terms.append((f"pool {name!r} prefill+decode" if lp.prefill
+                                           else f"pool {name!r} decode", coef))
         finite = np.isfinite(bs.mean_running)
         tau = np.where(theta > 0, bs.mean_running / np.where(theta > 0, theta, 1.0),
                        step[..., 0])
         admit = np.where(seqs > 0, bs.mean_waiting / np.where(seqs > 0, seqs, 1.0), 0.0)
         admit_var = _wait_var(admit, bs.full)
         batch_cv2 = np.maximum(bs.g_second / np.maximum(bs.g_mean, 1e-300) ** 2 - 1.0, 0.0)
-        interrupt = 2.0 * r0_hi * bs.g_mean  # rate x E[S^2] of interrupting work, x a step
-        if not chunked:
+        # rate x E[S^2] of interrupting work (encoder passes, prefill batches), x a step
+        interrupt = 2.0 * (r0_hi + (steps_p * t2_n / 2.0 if batched else 0.0)) * bs.g_mean
+        if batched:
+            # gated: a prompt waits for the step in progress (a prefill batch, a decode step
+            # or an encoder pass) and goes into the next prefill step with all that waits
+            pre_util = rho_hi + rho_p
+            wait_pre = np.where(unstable_hi | unstable_pre, np.inf,
+                                rho_p * resid_p + dec * resid_d + r0_hi * stretch)
+            wait_enc = np.where(unstable_hi, np.inf,
+                                (r0_hi + rho_p * resid_p + dec * resid_d) * stretch)
+        elif not chunked:
             frac = (1 - rho_hi) * bs.busy
             r0 = r0_hi + frac * bs.g_second / np.maximum(2.0 * bs.g_mean, 1e-300)
-            wait_pre = np.where(unstable_hi, np.inf, r0 / np.maximum(1 - rho_hi, 1e-12))
+            wait_pre = wait_enc = np.where(unstable_hi, np.inf,
+                                           r0 / np.maximum(1 - rho_hi, 1e-12))
             pre_util = rho_hi
+        else:
+            wait_enc = wait_pre
         # prompts on a disaggregated decode pool do not exist; colocated prompts wait for a slot
         colocated = bool(lp.prefill)
         busy_any = np.minimum(pre_util + (1 - np.minimum(pre_util, 1.0)) * bs.busy, 1.0)
-        if colocated and not chunked:
+        if batched:
             # the prompts that arrived during a request's own prefill step are prefilled right
             # after its first token, and those that arrived meanwhile after them: its first
-            # decode gap holds q / (1 - q) more prefill steps, q = P(an arrival in a step)
-            lam_pre = zero + _rate(lam, lp.prefill, R)
-            s_pre = (zero + _rate(lam, lp.prefill, R, "mean")) / np.where(lam_pre > 0, lam_pre, 1)
-            q = -np.expm1(-lam_pre * s_pre)
-            first_gap = np.where(q < 1, q / np.maximum(1 - q, 1e-12), np.inf) * s_pre
-        for w in hi:
-            extra = admit if (colocated and w in lp.prefill) else 0.0
-            # a prompt queued on the replica whose encoder step it just left goes into the
-            # next step: it does not wait for a step in progress a second time
-            own_wait = wait_pre * (1.0 - w.after_encoder)
-            res.time[id(w)] = extra + own_wait + w.mean
-            # a prompt waits when it finds a step (prefill or decode) in progress
-            res.var[id(w)] = (_wait_var(own_wait, np.maximum(busy_any, 1e-9))
-                              + (admit_var if (colocated and w in lp.prefill) else 0.0)
-                              + (w.second - w.mean ** 2))
-            res.waits[id(w)] = (extra + own_wait, busy_any)
-            if w.time_points is not None and not chunked:
+            # decode gap holds q / (1 - q) more prefill batches, q = P(an arrival in a step)
+            q = -np.expm1(-bt.rate * bt.time(seen) * stretch)
+            first_gap = np.where(q < 1, q / np.maximum(1 - q, 1e-12), np.inf) * t_n
+            for w in lp.prefill:
+                # a prompt queued on the replica whose encoder step it just left goes into
+                # the next step: it does not wait for a step in progress a second time
+                # and, having waited, is prefilled in a batch (wait + extra: 0 or exponential
+                # in the TTFT mixture); one that finds the replica idle is prefilled alone
+                own_wait = (wait_pre * (1.0 - w.after_encoder)
+                            + busy_any * bt.extra(w, seen, stretch))
+                res.time[id(w)] = admit + own_wait + w.mean
+                # a prompt waits when it finds a step (prefill or decode) in progress
+                res.var[id(w)] = (_wait_var(own_wait, np.maximum(busy_any, 1e-9)) + admit_var
+                                  + (w.second - w.mean ** 2))
+                res.waits[id(w)] = (admit + own_wait, busy_any)
                 res.prefill_parts[id(w)] = (w.time_points, w.point_weights)
+        for w in hi:
+            res.time[id(w)] = wait_enc + w.mean
+            res.var[id(w)] = (_wait_var(wait_enc, np.maximum(busy_any, 1e-9))
+                              + (w.second - w.mean ** 2))
+            res.waits[id(w)] = (wait_enc, busy_any)
         if chunked:
             # a prompt waits for the step in progress, then its own steps: full chunks and a
             # last, partly filled one whose end gives the first token
@@ -771,7 +945,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             res.time[id(w)] = own_admit + w.tokens * w.max_factor * tau
             tv = tau ** 2 * batch_cv2 + interrupt / max(w.tokens, 1.0)
             res.tpot_var[id(w)] = tv
-            if colocated and not chunked:
+            if batched:
                 res.tpot_extra[id(w)] = first_gap * w.gap_weight if w.gap_weight else zero
             res.var[id(w)] = ((0.0 if colocated else admit_var)
                               + (w.tokens_second - w.tokens ** 2) * tau ** 2
@@ -788,6 +962,73 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
     res.pool_context[name] = ctx
     res.iterations = max(res.iterations, iterations)
     res.residual = max(res.residual, residual)
+
+
+def _solve_prefill_only(lp: _LLMPool, lam: np.ndarray, res: _Result, R: int,
+                        zero: np.ndarray, rho_e: np.ndarray, r0_e: np.ndarray,
+                        cap_e: np.ndarray, damping: float, tol: float, max_iter: int) -> None:
+    """A pool without decodes: encoder passes (priority, one by one) and gated prefill batches.
+
+    A prompt that finds a step in progress waits its residual ``E[T^2] / (2 E[T])``
+    and is prefilled with everything that arrived meanwhile; the mean batch solves
+    ``n = x + exp(-x)``, ``x = lambda T(n)`` (capped at ``ncap``); the replica is busy
+    with prompts ``lambda T(n) / n`` of the time and saturates when
+    ``lambda T(ncap) / ncap >= 1``.
+    """
+    name = lp.pool.name
+    stretch = 1.0 / np.maximum(1.0 - rho_e, 1e-12)
+    unstable = rho_e >= 1.0
+    busy_p, resid_p, coef = zero + 0.0, zero + 0.0, cap_e.copy()
+    if lp.prefill:
+        bt = _PrefillBatches(lp, lam, R, zero)
+        n = zero + 1.0
+        iterations, residual = 0, 0.0
+        for iterations in range(1, max_iter + 1):
+            # prompts left over from a full step join the next one
+            x = bt.rate * bt.time(n) * stretch
+            new, var_n = bt.size(x, alone_after_idle=True)
+            new = np.minimum(new + bt.leftover(x), bt.ncap)
+            residual = float(np.max(np.abs(new - n) / new, initial=0.0))
+            n = n + damping * (new - n)
+            if residual < tol:
+                break
+        else:
+            raise ConvergenceError(
+                f"evaluate: prefill batch size on pool {name!r} did not settle in {max_iter} "
+                f"iterations (residual {residual:.3g}); valid: raise max_iter or lower damping",
+                iterations=max_iter, residual=residual)
+        res.iterations = max(res.iterations, iterations)
+        res.residual = max(res.residual, residual)
+        t_n, t2_n = bt.time(n) * stretch, bt.second(n, var_n) * stretch ** 2
+        busy_p = np.minimum(bt.rate * t_n / n, 1.0)
+        resid_p = t2_n / (2.0 * t_n)
+        unstable = unstable | (bt.rate * bt.time(bt.ncap) * stretch / bt.ncap >= 1.0)
+        seen = bt.seen(2.0 * resid_p)
+        # the step in progress, then whole steps while more wait than a step takes
+        queued = bt.leftover(bt.rate * t_n) / np.where(bt.rate > 0, bt.rate, 1.0)
+        wait = np.where(unstable, np.inf, busy_p * resid_p + queued + r0_e * stretch)
+        busy = np.minimum(busy_p + rho_e, 1.0)
+        ncap = float(np.mean(bt.ncap))
+        for w in lp.prefill:
+            # a prompt that waits is prefilled in a batch (wait + extra, 0 or exponential
+            # in the TTFT mixture), one that finds the replica idle alone
+            own_wait = wait + busy * bt.extra(w, seen, stretch)
+            res.time[id(w)] = own_wait + w.mean
+            res.var[id(w)] = _wait_var(own_wait, np.maximum(busy, 1e-9)) + (
+                w.second - w.mean ** 2)
+            res.waits[id(w)] = (own_wait, busy)
+            res.prefill_parts[id(w)] = (w.time_points, w.point_weights)
+            coef[w.cls] += w.visits * bt.capacity_cost(w, ncap) / R
+    # encoder passes wait for the work in progress, prompts' batches included
+    wait_e = np.where(unstable, np.inf, (r0_e + busy_p * resid_p) * stretch)
+    for w in lp.encoder:
+        res.time[id(w)] = wait_e + w.mean
+        res.var[id(w)] = _wait_var(wait_e, np.maximum(rho_e + busy_p, 1e-9)) + (
+            w.second - w.mean ** 2)
+        res.waits[id(w)] = (wait_e, np.minimum(rho_e + busy_p, 1.0))
+    res.unstable[f"pool {name!r} prefill"] = unstable
+    res.pool_util[name] = np.minimum(rho_e + busy_p, 1.0)
+    res.capacity_terms.append((f"pool {name!r} prefill", coef))
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -1071,6 +1312,8 @@ def _capacity(plan: _Plan, res: _Result, lam: np.ndarray) -> tuple[np.ndarray, l
     for name, coef in res.capacity_terms:
         if name == "chunked":
             caps, label = _chunked_capacity(coef, lam, K), f"pool {coef[0].name!r} chunked"
+        elif name == "batched":
+            caps, label = _batched_capacity(coef, lam, K), coef[0]
         else:
             used = np.tensordot(coef, lam, axes=(0, 0))
             caps = np.full((K,) + shape, np.inf)
@@ -1080,7 +1323,7 @@ def _capacity(plan: _Plan, res: _Result, lam: np.ndarray) -> tuple[np.ndarray, l
         caps = np.maximum(caps, 0.0)
         better = caps < best
         best = np.where(better, caps, best)
-        names = np.where(better, label if name == "chunked" else name, names)
+        names = np.where(better, label if name in ("chunked", "batched") else name, names)
     return best, names
 
 
@@ -1141,6 +1384,51 @@ def _chunked_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
             lo = np.where(over, lo, mid)
             hi = np.where(over, mid, hi)
         out[k] = np.where(saturated_at_hi, lo, quad)
+    return out
+
+
+def _batched_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
+    """Stability boundary of a continuous-batching replica, per class (others fixed).
+
+    Decode saturates when its full-batch load plus the encoder and prefill loads
+    reach 1: ``sum_k lambda_k c_k + lambda_p T(n) / n = 1`` (``c_k``: decode and
+    encoder seconds per request at a full batch, ``lambda_p`` prompts/s). At the
+    boundary the decode steps are full (``t(B)``), so the prefill batch ``n`` is
+    that of the arrivals during a step of ``t(B)`` or a prefill step (a short
+    fixed point); the load grows with the rate, so bisection finds the boundary.
+    The prompts alone saturate where ``lambda_p T(ncap) / ncap`` reaches 1.
+    """
+    _, coef, decode, prompts, bt, stretch, tB = term
+
+    def load(x: np.ndarray, k: int) -> np.ndarray:
+        rates = [lam[j] if j != k else x for j in range(K)]
+        fixed = sum(coef[j] * rates[j] for j in range(K))
+        dec = sum(decode[j] * rates[j] for j in range(K))   # decode's share at the boundary
+        rate = sum(prompts[j] * rates[j] for j in range(K))
+        n = np.ones(np.shape(x))
+        for _ in range(40):
+            t_n = bt.time(n) * stretch
+            rho_p = rate * t_n / n
+            t_prev = (rho_p * t_n + dec * tB) / np.maximum(rho_p + dec, 1e-300)
+            n = bt.size(rate * t_prev, alone_after_idle=False)[0]
+        full = rate * bt.time(bt.ncap) * stretch / bt.ncap
+        return fixed + np.maximum(rate * bt.time(n) * stretch / n, full)
+
+    out = np.full((K,) + lam.shape[1:], np.inf)
+    for k in range(K):
+        if coef[k] <= 0 and prompts[k] <= 0:
+            continue
+        base = load(np.zeros(lam.shape[1:]), k)
+        per = coef[k] + prompts[k] * np.max(bt.table[..., 0] * stretch)
+        lo = np.zeros(lam.shape[1:])
+        hi = np.where(base < 1.0, (1.0 - base) / per, 0.0) * 2.0 + 1e-9
+        while np.any(grow := (load(hi, k) < 1.0) & (base < 1.0)):
+            hi = np.where(grow, hi * 2.0, hi)
+        for _ in range(48):
+            mid = 0.5 * (lo + hi)
+            over = load(mid, k) >= 1.0
+            lo, hi = np.where(over, lo, mid), np.where(over, mid, hi)
+        out[k] = lo
     return out
 
 
