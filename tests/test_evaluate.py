@@ -89,15 +89,15 @@ def test_prefill_pool_is_gated_batch_service(monkeypatch):
 
 
 def test_prefill_batches_are_capped_by_the_token_budget():
-    # 1000-token prompts, 8192 tokens a step: at most 8 per step, so the pool saturates where
-    # lam T(8) / 8 = 1 (StepModel.prefill(1000, 0, 8) seconds for a step of 8)
-    sc = disaggregated(rate=1.0)
+    # 1000-token prompts, 8192 tokens a step: at most 8 per step, so the prefill pool
+    # saturates where lam T(8) / 8 = 1 (two-token outputs: the decode pool is not the limit)
+    sc = disaggregated(rate=1.0, output=TokenLengths.of(2))
     t8 = StepModel(sc.pools[0]).prefill(1000.0, 0.0, 8)
-    cap = hq.evaluate(sc).capacity.item()
-    assert cap <= 8 / t8 * (1 + 1e-9)
-    if cap == pytest.approx(8 / t8, rel=1e-6):
-        assert not bool(hq.evaluate(sc, rates={"c": 0.995 * cap}).saturated)
-        assert bool(hq.evaluate(sc, rates={"c": 1.005 * cap}).saturated)
+    ds = hq.evaluate(sc)
+    assert ds.capacity.item() == pytest.approx(8 / t8, rel=1e-9)
+    assert ds.capacity_station.item() == "pool 'pre' prefill"
+    assert not bool(hq.evaluate(sc, rates={"c": 0.995 * 8 / t8}).saturated)
+    assert bool(hq.evaluate(sc, rates={"c": 1.005 * 8 / t8}).saturated)
 
 
 def test_fcfs_rag_pool_and_ps_tier_closed_forms():
