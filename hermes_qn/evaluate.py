@@ -892,14 +892,12 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                 prompts = np.zeros(K)
                 for w in lp.prefill:
                     prompts[w.cls] += w.visits / R
-            else:
-                bs, step = station(stretch)
-                unstable_pre = unstable_hi
-            if batched:
                 res.capacity_terms.append(("batched", (f"pool {name!r} prefill+decode", coef,
                                                        coef - cap_hi, prompts, bt, stretch,
                                                        tB)))
             else:
+                bs, step = station(stretch)
+                unstable_pre = unstable_hi
                 res.capacity_terms.append((f"pool {name!r} prefill+decode" if lp.prefill
                                            else f"pool {name!r} decode", coef))
         finite = np.isfinite(bs.mean_running)
