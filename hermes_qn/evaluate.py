@@ -809,7 +809,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             # that bracket, which cannot cycle where the map has kinks (damping is not used)
             x_lo, x_hi = zero + 0.0, cap + 0.0
             g_lo, g_hi = settle(x_lo)[0], settle(x_hi)[0]
-            kept = np.zeros(shape, dtype=int)   # -1: lo kept last time, +1: hi kept
+            kept = np.zeros(shape, dtype=int)   # +1: lo kept last time, -1: hi kept
             for iterations in range(1, max_iter + 1):
                 span = g_lo - g_hi
                 bbar = np.where(span > 0, x_lo + g_lo * (x_hi - x_lo) / np.where(span > 0, span, 1),
@@ -1418,8 +1418,10 @@ def _batched_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
     encoder seconds per request at a full batch, ``lambda_p`` prompts/s). At the
     boundary the decode steps are full (``t(B)``), so the prefill batch ``n`` is
     that of the arrivals during a step of ``t(B)`` or a prefill step (a short
-    fixed point); the load grows with the rate, so bisection finds the boundary.
-    The prompts alone saturate where ``lambda_p T(ncap) / ncap`` reaches 1.
+    fixed point). The load grows with the rate, at most as fast as with prompts
+    one by one: that rate bounds the boundary from below, doubling it brackets
+    it, and regula falsi (Illinois) finds it. The prompts alone saturate where
+    ``lambda_p T(ncap) / ncap`` reaches 1.
     """
     _, coef, decode, prompts, bt, stretch, tB = term
 
@@ -1429,11 +1431,15 @@ def _batched_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
         dec = sum(decode[j] * rates[j] for j in range(K))   # decode's share at the boundary
         rate = sum(prompts[j] * rates[j] for j in range(K))
         n = np.ones(np.shape(x))
-        for _ in range(40):
+        for _ in range(100):
             t_n = bt.time(n) * stretch
             rho_p = rate * t_n / n
             t_prev = (rho_p * t_n + dec * tB) / np.maximum(rho_p + dec, 1e-300)
-            n = bt.size(rate * t_prev, alone_after_idle=False)[0]
+            new = bt.size(rate * t_prev, alone_after_idle=False)[0]
+            settled = np.all(np.abs(new - n) <= 1e-13 * new)
+            n = new
+            if settled:
+                break
         full = rate * bt.time(bt.ncap) * stretch / bt.ncap
         return fixed + np.maximum(rate * bt.time(n) * stretch / n, full)
 
@@ -1441,17 +1447,29 @@ def _batched_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
     for k in range(K):
         if coef[k] <= 0 and prompts[k] <= 0:
             continue
-        base = load(np.zeros(lam.shape[1:]), k)
+        shape = lam.shape[1:]
+        base = load(np.zeros(shape), k)
         per = coef[k] + prompts[k] * np.max(bt.table[..., 0] * stretch)
-        lo = np.zeros(lam.shape[1:])
-        hi = np.where(base < 1.0, (1.0 - base) / per, 0.0) * 2.0 + 1e-9
+        lo = np.where(base < 1.0, (1.0 - base) / per, 0.0)
+        hi = lo * 2.0 + 1e-9
         while np.any(grow := (load(hi, k) < 1.0) & (base < 1.0)):
-            hi = np.where(grow, hi * 2.0, hi)
-        for _ in range(48):
-            mid = 0.5 * (lo + hi)
-            over = load(mid, k) >= 1.0
-            lo, hi = np.where(over, lo, mid), np.where(over, mid, hi)
-        out[k] = lo
+            lo, hi = np.where(grow, hi, lo), np.where(grow, hi * 2.0, hi)
+        g_lo, g_hi = load(lo, k) - 1.0, load(hi, k) - 1.0
+        kept = np.zeros(shape, dtype=int)   # +1: lo kept last time, -1: hi kept
+        for _ in range(200):
+            span = g_hi - g_lo
+            x = np.where(span > 0, lo - g_lo * (hi - lo) / np.where(span > 0, span, 1.0),
+                         0.5 * (lo + hi))
+            g = load(x, k) - 1.0
+            over = g >= 0.0
+            lo, g_lo = np.where(over, lo, x), np.where(over, g_lo, g)
+            hi, g_hi = np.where(over, x, hi), np.where(over, g, g_hi)
+            g_lo = np.where(over & (kept == 1), g_lo / 2.0, g_lo)
+            g_hi = np.where(~over & (kept == -1), g_hi / 2.0, g_hi)
+            kept = np.where(over, 1, -1)
+            if np.all((hi - lo <= 1e-12 * hi) | (np.abs(g) <= 1e-14)):
+                break
+        out[k] = np.where(base < 1.0, lo, 0.0)
     return out
 
 
