@@ -416,7 +416,8 @@ EXPLANATIONS: list[str] = [
     "These paths are unchanged by the batched prefill; on the previous step-time "
     "calibration they met the targets (up to 0.8: chunked long TTFT -14%).",
     "- **disaggregated**: means within 10% up to 0.8 (gated prefill batches, with the "
-    "prompts left over from full steps near capacity); p90 TTFT misses at 0.9 only (†).",
+    "prompts left over from full steps near capacity) but for long prompts' TTFT +23% at "
+    "0.7 (†, half-width ±15%; +2% at 0.8), p90 TTFT +35% there (†) and at 0.9 (†).",
 ]
 
 
