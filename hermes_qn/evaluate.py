@@ -26,8 +26,8 @@ Prefill, colocated with decode (``continuous``)
     is the mean one-prompt time); the batch is the Poisson count of arrivals
     during the step before, given at least one (decode steps go on until one
     brings a prompt), at the mean length of a prefill or decode step: ``n``
-    solves ``n = x / (1 - exp(-x))``, ``x = lambda t_prev(n)``, a damped fixed
-    point with the decode station (``_PrefillBatches``). The prefill load is
+    solves ``n = x / (1 - exp(-x))``, ``x = lambda t_prev(n)``, a fixed point
+    with the decode station on ``[1, ncap]`` (regula falsi; ``_PrefillBatches``). The prefill load is
     ``lambda T(n) / n`` (not ``lambda T(1)``): decode steps are stretched by
     ``1 / (1 - rho_prefill)``. A prompt waits the residual ``E[T^2] / (2 E[T])``
     of the step in progress (a prefill batch, or a decode step when decoding)
@@ -73,7 +73,9 @@ Disaggregated prefill and decode
     batch solves ``n = x + exp(-x)``, ``x = lambda T(n)`` (an idle replica
     starts the next prompt alone), plus the prompts left over from full steps,
     the Lindley walk ``Q' = (Q + A - ncap)+`` (``A`` Poisson, mean ``x``)
-    summed by Spitzer's identity; those leftovers wait ``E[Q] / lambda`` more
+    summed by Spitzer's identity (tabulated once per ``ncap`` over ``x / ncap``,
+    running to the heavy-traffic limit where the series is too long); those
+    leftovers wait ``E[Q] / lambda`` more
     (Little). Busy ``lambda T(n) / n``; saturated at ``lambda T(ncap) / ncap
     >= 1``, the capacity term. The KV cache crosses a
     processor-sharing link station (one per prefill replica, each TP rank on
@@ -98,8 +100,9 @@ LLM pool (priority), and fetches and transfers on one medium (one shared PS
 station). Couplings are settled by iterations (the result's attrs give
 ``iterations`` and ``residual``; a loop that does not settle raises
 :class:`~hermes_qn.errors.ConvergenceError`): the batch size and mixed-step
-fraction of chunked prefill (regula falsi), the batch size of static batching
-and the throughput of closed classes (damped fixed points). Not modelled: memory
+fraction of chunked prefill and the prefill batch of continuous batching and
+of prefill-only pools (regula falsi), the batch size of static batching and
+the throughput of closed classes (damped fixed points). Not modelled: memory
 bandwidth shared between a CPU pool's vector search and a KV tier in the
 same host's DRAM.
 
@@ -158,7 +161,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
-from scipy import stats
+from scipy import special, stats
 
 from . import energy as _energy
 from .distributions import Deterministic, Empirical
@@ -590,8 +593,16 @@ class _PrefillBatches:
         self.ncap = zero + _fitting_prompts(works, share / share.sum(), pool.max_batched_tokens,
                                             pool.batch_cap)
         L = max(int(np.ceil(np.max(self.ncap))), 2)
-        base = np.asarray(lp.steps.prefill(m[..., None], 0.0, np.arange(1, L + 1, dtype=float)),
-                          dtype=float)
+        lengths = np.unique(m)
+        cache = _StepTable(lp).cache
+        key = ("prefill", L, float(lengths[0]))
+        if lengths.size == 1 and key in cache:   # one mean prompt: the calls of a sweep share it
+            base = cache[key] + 0.0 * m[..., None]
+        else:
+            base = np.asarray(lp.steps.prefill(m[..., None], 0.0,
+                                               np.arange(1, L + 1, dtype=float)), dtype=float)
+            if lengths.size == 1:
+                cache[key] = base.reshape(-1, L)[0]
         self.table = base * (self.s1 / base[..., 0])[..., None]
 
     def time(self, n: np.ndarray) -> np.ndarray:
@@ -632,24 +643,59 @@ class _PrefillBatches:
     def leftover(self, a: np.ndarray) -> np.ndarray:
         """Mean number of prompts left waiting at a step boundary when the steps take at most
         ``ncap`` and ``a`` arrive per step (Poisson): the Lindley walk
-        ``Q' = (Q + A - ncap)+`` by Spitzer's identity, ``sum_k E[(S_k)+] / k``."""
+        ``Q' = (Q + A - ncap)+``, interpolated in ``a / ncap`` from ``_leftover_table``."""
         a = np.asarray(a, dtype=float)
-        K = self.ncap
-        out = np.zeros(np.broadcast(a, K).shape)
-        ok = a < K
-        for k in range(1, 4001):
-            mu, c = k * a, k * K
-            m = np.floor(c)
-            below = c * stats.poisson.cdf(m, mu) - mu * stats.poisson.cdf(m - 1, mu)
-            term = np.where(ok, np.maximum(mu - c + below, 0.0) / k, 0.0)
-            out = out + term
-            if k > 8 and np.all(term <= 1e-9 * np.maximum(out, 1e-12)):
-                break
-        return np.where(ok, out, np.inf)
+        K = float(np.max(self.ncap))
+        u = a / K
+        f = np.interp(u, _LEFTOVER_U, _leftover_table(K))
+        return np.where(u < 1.0, f / np.maximum(1.0 - u, 1e-300), np.inf)
 
     def capacity_cost(self, w: _Work, n: float) -> float:
         """Seconds per prompt of ``w`` in batches of ``n`` (for capacity)."""
         return float(np.mean(self.time(np.asarray(n)) / n * w.mean / self.s1))
+
+
+#: Grid of ``u = a / ncap`` on which ``(1 - u) E[Q]`` of the Lindley walk is tabulated.
+_LEFTOVER_U = np.linspace(0.0, 1.0, 257)
+#: ``(1 - u) E[Q]`` on ``_LEFTOVER_U`` per ``ncap`` (a property of the prompt lengths and
+#: the engine's limits, shared by every call).
+_LEFTOVER: dict[float, np.ndarray] = {}
+
+
+def _leftover_table(K: float, terms: int = 4000, rtol: float = 1e-10) -> np.ndarray:
+    """``(1 - u) E[Q]`` of ``Q' = (Q + A - K)+``, ``A`` Poisson with mean ``a = u K``, on
+    ``_LEFTOVER_U``: Spitzer's identity ``E[Q] = sum_k E[(S_k)+] / k``, ``S_k`` the walk after
+    ``k`` steps, each point summed until its terms fall below ``rtol`` of its sum. Near
+    ``u = 1`` the series needs more than ``terms`` terms; those points are dropped and the
+    table runs linearly to the heavy-traffic limit ``(1 - u) E[Q] -> 1/2`` (walk variance
+    ``a``, drift ``K - a``)."""
+    got = _LEFTOVER.get(K)
+    if got is not None:
+        return got
+    u = _LEFTOVER_U[1:-1]
+    a = u * K
+    total = np.zeros_like(u)
+    active = np.arange(u.size)
+    for k in range(1, terms + 1):
+        mu, c = k * a[active], k * K
+        m = np.floor(c)
+        # E[(S - c)+] = mu - c + E[(c - S)+], S Poisson(mu)
+        below = c * special.pdtr(m, mu) - mu * special.pdtr(m - 1.0, mu)
+        term = np.maximum(mu - c + below, 0.0) / k
+        total[active] += term
+        if k > 8:
+            active = active[term > rtol * np.maximum(total[active], 1e-300)]
+            if active.size == 0:
+                break
+    f = (1.0 - u) * total
+    good = np.ones(u.size, dtype=bool)
+    good[active] = False  # not settled within the terms
+    table = np.interp(_LEFTOVER_U, np.concatenate([[0.0], u[good], [1.0]]),
+                      np.concatenate([[0.0], f[good], [0.5]]))
+    if len(_LEFTOVER) >= 64:
+        _LEFTOVER.clear()
+    _LEFTOVER[K] = table
+    return table
 
 
 def _fitting_prompts(works: list[_Work], share: np.ndarray, budget: int, cap: int) -> float:
@@ -683,6 +729,31 @@ def _per_point(context: np.ndarray, build) -> np.ndarray:
     L = max(len(r) for r in rows)
     rows = np.stack([np.pad(r, (0, L - len(r)), mode="edge") for r in rows])
     return rows[inverse].reshape(np.shape(context) + (L,))
+
+
+def _falsi(gap, lo: np.ndarray, hi: np.ndarray, tol: float, max_iter: int):
+    """Per point, a root of ``gap(x)[0]`` on ``[lo, hi]`` where ``gap(lo) >= 0 >= gap(hi)``
+    (regula falsi, Illinois). ``gap`` returns ``(g, *more)``; the answer is ``(x, g, more,
+    iterations, residual)`` at the last ``x``, or ``None`` when ``max_iter`` did not settle
+    it (``|g| / max(x, 1)`` or the bracket below ``tol``)."""
+    g_lo, g_hi = gap(lo)[0], gap(hi)[0]
+    kept = np.zeros(np.shape(g_lo), dtype=int)   # -1: hi kept last time, +1: lo kept
+    residual = np.inf
+    for iterations in range(1, max_iter + 1):
+        span = g_lo - g_hi
+        x = np.where(span > 0, lo + g_lo * (hi - lo) / np.where(span > 0, span, 1.0),
+                     0.5 * (lo + hi))
+        g, *more = gap(x)
+        residual = float(np.max(np.abs(g) / np.maximum(x, 1.0), initial=0.0))
+        if residual < tol or np.all((hi - lo) / np.maximum(x, 1.0) < tol):
+            return x, g, more, iterations, residual
+        up = g > 0
+        lo, g_lo = np.where(up, x, lo), np.where(up, g, g_lo)
+        hi, g_hi = np.where(up, hi, x), np.where(up, g_hi, g)
+        g_hi = np.where(up & (kept == -1), g_hi / 2, g_hi)
+        g_lo = np.where(~up & (kept == 1), g_lo / 2, g_lo)
+        kept = np.where(up, -1, 1)
+    return None, None, None, max_iter, residual
 
 
 def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
@@ -857,25 +928,29 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                 coef[w.cls] += np.mean(w.visits * w.tokens * tB / cap / R)
             if batched:
                 bt = _PrefillBatches(lp, lam, R, zero)
-                n = zero + 1.0
-                for iterations in range(1, max_iter + 1):
+
+                def settle(n: np.ndarray):
+                    """The batch after a step (prefill batches of ``n`` or a decode step),
+                    minus ``n``; its variance."""
                     t_n = bt.time(n) * stretch
                     rho_p = np.minimum(bt.rate * t_n / n, 1.0 - rho_hi)
                     s_all = 1.0 / np.maximum(1.0 - rho_hi - rho_p, 1e-12)
-                    bs, step = station(s_all)
+                    bs = station(s_all)[0]
                     dec = (1.0 - rho_hi - rho_p) * bs.busy
                     g = np.where(np.isfinite(bs.mean_running), bs.g_mean / s_all, tB)
                     t_prev = (rho_p * t_n + dec * g) / np.maximum(rho_p + dec, 1e-300)
-                    new, var_n = bt.size(bt.rate * t_prev, alone_after_idle=False)
-                    residual = float(np.max(np.abs(new - n) / new, initial=0.0))
-                    n = n + damping * (new - n)
-                    if residual < tol:
-                        break
-                else:
+                    new, var = bt.size(bt.rate * t_prev, alone_after_idle=False)
+                    return new - n, var
+
+                # n = F(n) on [1, ncap] (F(1) >= 1, F <= ncap): regula falsi (Illinois)
+                n, g, more, iterations, residual = _falsi(settle, zero + 1.0, bt.ncap + 0.0,
+                                                          tol, max_iter)
+                if n is None:
                     raise ConvergenceError(
                         f"evaluate: prefill batch size on pool {name!r} did not settle in "
                         f"{max_iter} iterations (residual {residual:.3g}); valid: raise "
-                        "max_iter or lower damping", iterations=max_iter, residual=residual)
+                        "max_iter", iterations=max_iter, residual=residual)
+                n, var_n = n + g, more[0]
                 t_n, t2_n = bt.time(n) * stretch, bt.second(n, var_n) * stretch ** 2
                 rho_p = np.minimum(bt.rate * t_n / n, 1.0 - rho_hi)
                 s_all = 1.0 / np.maximum(1.0 - rho_hi - rho_p, 1e-12)
@@ -1004,7 +1079,6 @@ def _solve_prefill_only(lp: _LLMPool, lam: np.ndarray, res: _Result, R: int,
     busy_p, resid_p, coef = zero + 0.0, zero + 0.0, cap_e.copy()
     if lp.prefill:
         bt = _PrefillBatches(lp, lam, R, zero)
-        iterations, residual = 0, 0.0
 
         def settle(n: np.ndarray):
             """The batch after steps of mean batch ``n``, minus ``n``; its variance.
@@ -1016,28 +1090,14 @@ def _solve_prefill_only(lp: _LLMPool, lam: np.ndarray, res: _Result, R: int,
         # the batch solves n = F(n) on [1, ncap] (F(1) >= 1, F <= ncap): regula falsi
         # (Illinois) on that bracket; near saturation the leftover is steep and a damped
         # iteration creeps (500 iterations were not enough in a notebook's sweep)
-        lo, hi = zero + 1.0, bt.ncap + 0.0
-        g_lo, g_hi = settle(lo)[0], settle(hi)[0]
-        kept = np.zeros(np.shape(zero), dtype=int)   # -1: hi kept last time, +1: lo kept
-        for iterations in range(1, max_iter + 1):
-            span = g_lo - g_hi
-            n = np.where(span > 0, lo + g_lo * (hi - lo) / np.where(span > 0, span, 1.0),
-                         0.5 * (lo + hi))
-            g, var_n = settle(n)
-            residual = float(np.max(np.abs(g) / np.maximum(n, 1.0), initial=0.0))
-            if residual < tol or np.all((hi - lo) / np.maximum(n, 1.0) < tol):
-                break
-            up = g > 0
-            lo, g_lo = np.where(up, n, lo), np.where(up, g, g_lo)
-            hi, g_hi = np.where(up, hi, n), np.where(up, g_hi, g)
-            g_hi = np.where(up & (kept == -1), g_hi / 2, g_hi)
-            g_lo = np.where(~up & (kept == 1), g_lo / 2, g_lo)
-            kept = np.where(up, -1, 1)
-        else:
+        n, g, more, iterations, residual = _falsi(settle, zero + 1.0, bt.ncap + 0.0, tol,
+                                                  max_iter)
+        if n is None:
             raise ConvergenceError(
                 f"evaluate: prefill batch size on pool {name!r} did not settle in {max_iter} "
                 f"iterations (residual {residual:.3g}); valid: raise max_iter",
                 iterations=max_iter, residual=residual)
+        var_n = more[0]
         n = n + g  # F(n), the settled batch
         res.iterations = max(res.iterations, iterations)
         res.residual = max(res.residual, residual)
@@ -1434,61 +1494,42 @@ def _batched_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
 
     Decode saturates when its full-batch load plus the encoder and prefill loads
     reach 1: ``sum_k lambda_k c_k + lambda_p T(n) / n = 1`` (``c_k``: decode and
-    encoder seconds per request at a full batch, ``lambda_p`` prompts/s). At the
+    encoder seconds per request at a full batch, ``lambda_p`` prompts/s; the
+    prompts alone saturate where ``lambda_p T(ncap) / ncap`` reaches 1). At the
     boundary the decode steps are full (``t(B)``), so the prefill batch ``n`` is
-    that of the arrivals during a step of ``t(B)`` or a prefill step (a short
-    fixed point). The load grows with the rate, at most as fast as with prompts
-    one by one: that rate bounds the boundary from below, doubling it brackets
-    it, and regula falsi (Illinois) finds it. The prompts alone saturate where
-    ``lambda_p T(ncap) / ncap`` reaches 1.
+    that of the arrivals during a step of ``t(B)`` or a prefill step. The loads
+    are linear in the class's rate: for a batch ``n`` the boundary gives the rate
+    directly, and ``n`` is the batch that rate makes, a root on ``[1, ncap]``
+    found by regula falsi (Illinois).
     """
     _, coef, decode, prompts, bt, stretch, tB = term
-
-    def load(x: np.ndarray, k: int) -> np.ndarray:
-        rates = [lam[j] if j != k else x for j in range(K)]
-        fixed = sum(coef[j] * rates[j] for j in range(K))
-        dec = sum(decode[j] * rates[j] for j in range(K))   # decode's share at the boundary
-        rate = sum(prompts[j] * rates[j] for j in range(K))
-        n = np.ones(np.shape(x))
-        for _ in range(100):
-            t_n = bt.time(n) * stretch
-            rho_p = rate * t_n / n
-            t_prev = (rho_p * t_n + dec * tB) / np.maximum(rho_p + dec, 1e-300)
-            new = bt.size(rate * t_prev, alone_after_idle=False)[0]
-            settled = np.all(np.abs(new - n) <= 1e-13 * new)
-            n = new
-            if settled:
-                break
-        full = rate * bt.time(bt.ncap) * stretch / bt.ncap
-        return fixed + np.maximum(rate * bt.time(n) * stretch / n, full)
-
+    full = bt.time(bt.ncap) * stretch / bt.ncap    # seconds per prompt in full steps
     out = np.full((K,) + lam.shape[1:], np.inf)
     for k in range(K):
         if coef[k] <= 0 and prompts[k] <= 0:
             continue
-        shape = lam.shape[1:]
-        base = load(np.zeros(shape), k)
-        per = coef[k] + prompts[k] * np.max(bt.table[..., 0] * stretch)
-        lo = np.where(base < 1.0, (1.0 - base) / per, 0.0)
-        hi = lo * 2.0 + 1e-9
-        while np.any(grow := (load(hi, k) < 1.0) & (base < 1.0)):
-            lo, hi = np.where(grow, hi, lo), np.where(grow, hi * 2.0, hi)
-        g_lo, g_hi = load(lo, k) - 1.0, load(hi, k) - 1.0
-        kept = np.zeros(shape, dtype=int)   # +1: lo kept last time, -1: hi kept
-        for _ in range(200):
-            span = g_hi - g_lo
-            x = np.where(span > 0, lo - g_lo * (hi - lo) / np.where(span > 0, span, 1.0),
-                         0.5 * (lo + hi))
-            g = load(x, k) - 1.0
-            over = g >= 0.0
-            lo, g_lo = np.where(over, lo, x), np.where(over, g_lo, g)
-            hi, g_hi = np.where(over, x, hi), np.where(over, g, g_hi)
-            g_lo = np.where(over & (kept == 1), g_lo / 2.0, g_lo)
-            g_hi = np.where(~over & (kept == -1), g_hi / 2.0, g_hi)
-            kept = np.where(over, 1, -1)
-            if np.all((hi - lo <= 1e-12 * hi) | (np.abs(g) <= 1e-14)):
-                break
-        out[k] = np.where(base < 1.0, lo, 0.0)
+        others = [j for j in range(K) if j != k]
+        fixed0 = sum((coef[j] * lam[j] for j in others), np.zeros(lam.shape[1:]))
+        dec0 = sum((decode[j] * lam[j] for j in others), np.zeros(lam.shape[1:]))
+        rate0 = sum((prompts[j] * lam[j] for j in others), np.zeros(lam.shape[1:]))
+
+        def at(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """The class's rate at which the load with prefill batches of ``n`` is 1,
+            and the batch that rate makes minus ``n``."""
+            per = np.maximum(bt.time(n) * stretch / n, full)
+            x = np.maximum((1.0 - fixed0 - rate0 * per) / (coef[k] + prompts[k] * per), 0.0)
+            rate, dec = rate0 + prompts[k] * x, dec0 + decode[k] * x
+            t_n = bt.time(n) * stretch
+            rho_p = rate * t_n / n
+            t_prev = (rho_p * t_n + dec * tB) / np.maximum(rho_p + dec, 1e-300)
+            return bt.size(rate * t_prev, alone_after_idle=False)[0] - n, x
+
+        n, _, more, _, residual = _falsi(at, np.ones(lam.shape[1:]), bt.ncap + 0.0, 1e-12, 200)
+        if n is None:
+            raise ConvergenceError(f"evaluate: capacity of a prefill+decode replica did not "
+                                   f"settle in 200 iterations (residual {residual:.3g})",
+                                   iterations=200, residual=residual)
+        out[k] = more[0]
     return out
 
 
