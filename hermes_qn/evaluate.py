@@ -85,7 +85,10 @@ Disaggregated prefill and decode
 RAG pools (embed, search, rerank on a pool without a decoder)
     M/G/c FCFS queues, one server per device (Allen-Cunneen, exact for c = 1).
     Encoder work on a pool that also runs a decoder is high-priority work on
-    its replicas: it waits like a prefill and stretches the LLM's steps.
+    its replicas (the engine runs a queued pass before any LLM step): it waits
+    for the step in progress and the passes queued before it (non-preemptive
+    priority M/G/1; on a chunked pool not behind the prompt stream) and
+    stretches the LLM's steps.
 KV tiers and links
     One processor-sharing station per tier or link name for the bandwidth
     time, plus its latency: KV fetches and KV transfers over the same medium
@@ -997,11 +1000,14 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             wait_pre = wait_enc = np.where(unstable_hi, np.inf,
                                            r0 / np.maximum(1 - rho_hi, 1e-12))
             pre_util = rho_hi
-        else:
-            wait_enc = wait_pre
         # prompts on a disaggregated decode pool do not exist; colocated prompts wait for a slot
         colocated = bool(lp.prefill)
         busy_any = np.minimum(pre_util + (1 - np.minimum(pre_util, 1.0)) * bs.busy, 1.0)
+        if chunked:
+            # encoder passes go before any LLM step (they do not queue behind the prompt
+            # stream): non-preemptive priority, the LLM step in progress and the passes queued
+            wait_enc = np.where(unstable_hi, np.inf,
+                                (r0_hi + (1 - rho_hi) * busy_any * mix.residual) * stretch)
         if batched:
             # the prompts that arrived during a request's own prefill step are prefilled right
             # after its first token, and those that arrived meanwhile after them: its first
