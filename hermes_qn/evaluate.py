@@ -704,7 +704,25 @@ def _leftover_table(K: float, terms: int = 4000, rtol: float = 1e-10) -> np.ndar
 def _fitting_prompts(works: list[_Work], share: np.ndarray, budget: int, cap: int) -> float:
     """Mean number of queued prompts one step takes: the first always, then while their
     tokens sum to at most ``budget`` (and at most ``cap``); prompt lengths drawn from the
-    works' points in proportion ``share`` (``1 + sum_k P(S_k <= budget)``, k >= 2)."""
+    works' points in proportion ``share`` (``1 + sum_k P(S_k <= budget)``, k >= 2).
+    Cached: the answer depends only on these inputs."""
+    key = (budget, cap, np.asarray(share, dtype=float).tobytes(),
+           tuple((np.asarray(w.points, dtype=float).tobytes(),
+                  np.asarray(w.point_weights, dtype=float).tobytes()) for w in works))
+    got = _FITTING.get(key)
+    if got is None:
+        if len(_FITTING) >= 256:
+            _FITTING.clear()
+        got = _FITTING[key] = _fitting_count(works, share, budget, cap)
+    return got
+
+
+#: ``_fitting_prompts`` answers by their inputs.
+_FITTING: dict[tuple, float] = {}
+
+
+def _fitting_count(works: list[_Work], share: np.ndarray, budget: int, cap: int) -> float:
+    """``_fitting_prompts`` computed: the token sums by convolution on 512 bins."""
     bins = 512
     h = budget / bins
     pmf = np.zeros(bins + 1)
@@ -938,12 +956,12 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                     t_n = bt.time(n) * stretch
                     rho_p = np.minimum(bt.rate * t_n / n, 1.0 - rho_hi)
                     s_all = 1.0 / np.maximum(1.0 - rho_hi - rho_p, 1e-12)
-                    bs = station(s_all)[0]
+                    bs, step = station(s_all)
                     dec = (1.0 - rho_hi - rho_p) * bs.busy
                     g = np.where(np.isfinite(bs.mean_running), bs.g_mean / s_all, tB)
                     t_prev = (rho_p * t_n + dec * g) / np.maximum(rho_p + dec, 1e-300)
                     new, var = bt.size(bt.rate * t_prev, alone_after_idle=False)
-                    return new - n, var
+                    return new - n, var, rho_p, s_all, bs, step
 
                 # n = F(n) on [1, ncap] (F(1) >= 1, F <= ncap): regula falsi (Illinois)
                 n, g, more, iterations, residual = _falsi(settle, zero + 1.0, bt.ncap + 0.0,
@@ -953,11 +971,9 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                         f"evaluate: prefill batch size on pool {name!r} did not settle in "
                         f"{max_iter} iterations (residual {residual:.3g}); valid: raise "
                         "max_iter", iterations=max_iter, residual=residual)
-                n, var_n = n + g, more[0]
+                # the settled batch, with the decode station the last step found there
+                var_n, rho_p, s_all, bs, step = more
                 t_n, t2_n = bt.time(n) * stretch, bt.second(n, var_n) * stretch ** 2
-                rho_p = np.minimum(bt.rate * t_n / n, 1.0 - rho_hi)
-                s_all = 1.0 / np.maximum(1.0 - rho_hi - rho_p, 1e-12)
-                bs, step = station(s_all)
                 # the step in progress when a prompt arrives: a prefill batch or a decode step
                 dec = (1.0 - rho_hi - rho_p) * bs.busy
                 g_mean, g_second = bs.g_mean / s_all, bs.g_second / s_all ** 2
@@ -1147,13 +1163,16 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _interp(table: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Linear interpolation of ``table[..., n-1]`` (n = 1..L) at real ``x`` (broadcast)."""
     L = table.shape[-1]
-    x = np.clip(np.asarray(x, dtype=float), 1.0, L)
-    lo = np.clip(np.floor(x).astype(int), 1, L)
-    hi = np.clip(lo + 1, 1, L)
-    frac = x - lo
-    tlo = np.take_along_axis(table, (lo - 1)[..., None], -1)[..., 0]
-    thi = np.take_along_axis(table, (hi - 1)[..., None], -1)[..., 0]
-    return tlo + frac * (thi - tlo)
+    if table.ndim == 1:  # one point's table (a scalar call): numpy's own, clamped alike
+        return np.interp(x, np.arange(1.0, L + 1.0), table)
+    shape = np.broadcast_shapes(table.shape[:-1], np.shape(x))
+    x = np.minimum(np.maximum(np.broadcast_to(np.asarray(x, dtype=float), shape), 1.0), L)
+    flat = np.broadcast_to(table, shape + (L,)).reshape(-1, L)
+    lo = np.minimum(np.maximum(x.astype(int), 1), max(L - 1, 1)).ravel()  # floor, 1..L-1
+    rows = np.arange(lo.size)
+    tlo = flat[rows, lo - 1]
+    thi = flat[rows, np.minimum(lo, L - 1)]
+    return (tlo + (x.ravel() - lo) * (thi - tlo)).reshape(shape)
 
 
 #: Fractions of a chunk at which mixed-step times are tabulated (chunked prefill).
