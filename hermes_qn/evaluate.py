@@ -22,27 +22,29 @@ Prefill, colocated with decode (``continuous``)
     always, the next while at most ``batch_cap`` prompts and
     ``max_batched_tokens`` prompt tokens (``ncap``: the mean count that fits,
     from the prompt-length distribution). A step of ``n`` prompts takes
-    ``T(n) = StepModel.prefill(mean prompt, 0, n)`` (scaled so that ``T(1)``
-    is the mean one-prompt time); the batch is the Poisson count of arrivals
-    during the step before, given at least one (decode steps go on until one
-    brings a prompt), at the mean length of a prefill or decode step: ``n``
-    solves ``n = x / (1 - exp(-x))``, ``x = lambda t_prev(n)``, a fixed point
-    with the decode station on ``[1, ncap]`` (regula falsi; ``_PrefillBatches``). The prefill load is
-    ``lambda T(n) / n`` (not ``lambda T(1)``): decode steps are stretched by
-    ``1 / (1 - rho_prefill)``. A prompt waits the residual ``E[T^2] / (2 E[T])``
-    of the step in progress (a prefill batch, or a decode step when decoding)
-    and, having waited, is prefilled in a batch of itself and that step's
-    arrivals, timed at the batch's mean length; one that finds the replica idle
-    is prefilled alone. Encoder passes stay high-priority work taken one by
-    one (non-preemptive priority M/G/1). A prompt queued right after its own
-    encoder step on the same replica does not wait for a step again. Capacity:
-    where decode at a full batch plus the prefill load (batches of the arrivals
-    during full decode steps) reach 1, by bisection (``_batched_capacity``).
-    TPOT is the mean over requests of decode time / (tokens - 1), as engines'
-    benchmarks report it: the prompts that arrived during a request's own
-    prefill are prefilled right after its first token, ``q / (1 - q)`` batches
-    (``q`` = P(an arrival during a prefill step)), and that time in the first
-    gap weighs ``E[1 / (n - 1)]`` rather than ``1 / E[n - 1]``.
+    ``T(n) = StepModel.prefill(mean prompt, 0, n)`` (scaled so that ``T(1)`` is
+    the mean one-prompt time); the batch is the Poisson count of arrivals during
+    the step before, given at least one (decode steps go on until one brings a
+    prompt), at the mean length of a prefill or decode step: ``n`` solves
+    ``n = x / (1 - exp(-x))``, ``x = lambda t_prev(n)``, a fixed point with the
+    decode station, found on ``[1, ncap]`` by regula falsi
+    (``_PrefillBatches``). The prefill load is ``lambda T(n) / n`` (not
+    ``lambda T(1)``): decode steps are stretched by ``1 / (1 - rho_prefill)``. A
+    prompt waits the residual ``E[T^2] / (2 E[T])`` of the step in progress (a
+    prefill batch, or a decode step when decoding) and, having waited, is
+    prefilled in a batch of itself and that step's arrivals, timed at the
+    batch's mean length; one that finds the replica idle is prefilled alone.
+    Encoder passes stay high-priority work taken one by one (non-preemptive
+    priority M/G/1). A prompt queued right after its own encoder step on the
+    same replica does not wait for a step again. Capacity: where decode at a
+    full batch plus the prefill load (batches of the arrivals during full decode
+    steps) reach 1: the rate follows from the batch, and the batch is a root on
+    ``[1, ncap]`` (``_batched_capacity``). TPOT is the mean over requests of
+    decode time / (tokens - 1), as engines' benchmarks report it: the prompts
+    that arrived during a request's own prefill are prefilled right after its
+    first token, ``q / (1 - q)`` batches (``q`` = P(an arrival during a prefill
+    step)), and that time in the first gap weighs ``E[1 / (n - 1)]`` rather than
+    ``1 / E[n - 1]``.
 Chunked prefill (``chunked``)
     Each step carries the running decodes plus up to ``C - b`` prompt tokens
     (``C`` = ``chunk_tokens``). A prompt waits for the step in progress (its
@@ -133,7 +135,7 @@ evaluate / sampler - 1 per batching strategy, stage kind and load (10% to 90%
 of capacity). On the shipped step-time calibration, means of TTFT, TPOT, E2E
 and throughput are within 10% at loads up to 80% in 285 of 300 point-metrics:
 continuous batching (short, long and Azure conversation lengths: within 10%,
-short prompts within 5%), disaggregation (but for long prompts' TTFT +23% at
+short prompts within 5.1%), disaggregation (but for long prompts' TTFT +23% at
 70% load, within the sampler's half-width), RAG (encoders on CPU and on the LLM
 pool), KV fetches and routing. Misses: two classes (short beside long
 prompts), TTFT of the short class +11% to +12% at 70-80% load and of the long
@@ -600,7 +602,7 @@ class _PrefillBatches:
         cache = _StepTable(lp).cache
         key = ("prefill", L, float(lengths[0]))
         if lengths.size == 1 and key in cache:   # one mean prompt: the calls of a sweep share it
-            base = cache[key] + 0.0 * m[..., None]
+            base = np.broadcast_to(cache[key], np.shape(m) + (L,))
         else:
             base = np.asarray(lp.steps.prefill(m[..., None], 0.0,
                                                np.arange(1, L + 1, dtype=float)), dtype=float)
@@ -952,7 +954,8 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
 
                 def settle(n: np.ndarray):
                     """The batch after a step (prefill batches of ``n`` or a decode step),
-                    minus ``n``; its variance."""
+                    minus ``n``; its variance, the prefill load, the stretch of decode steps
+                    and the decode station (with its step times) at ``n``."""
                     t_n = bt.time(n) * stretch
                     rho_p = np.minimum(bt.rate * t_n / n, 1.0 - rho_hi)
                     s_all = 1.0 / np.maximum(1.0 - rho_hi - rho_p, 1e-12)
