@@ -1599,8 +1599,10 @@ def evaluate(scenario: Scenario, *, rates: Mapping[str, Any] | None = None,
         a 1-D array becomes a dimension ``<class>_rate``, a DataArray keeps
         its dimensions. Every metric is then computed for every point at once.
     damping, tol, max_iter :
-        Fixed-point controls (chunked prefill, closed classes): step fraction
-        in (0, 1], relative tolerance, iteration cap.
+        Iteration controls: the step fraction in (0, 1] of the damped fixed
+        points (static batch size, closed classes); the relative tolerance and
+        iteration cap of every loop (those and the regula falsi of chunked
+        prefill and of prefill batches).
 
     Returns
     -------
