@@ -758,8 +758,16 @@ def _falsi(gap, lo: np.ndarray, hi: np.ndarray, tol: float, max_iter: int):
     """Per point, a root of ``gap(x)[0]`` on ``[lo, hi]`` where ``gap(lo) >= 0 >= gap(hi)``
     (regula falsi, Illinois). ``gap`` returns ``(g, *more)``; the answer is ``(x, g, more,
     iterations, residual)`` at the last ``x``, or ``None`` when ``max_iter`` did not settle
-    it (``|g| / max(x, 1)`` or the bracket below ``tol``)."""
-    g_lo, g_hi = gap(lo)[0], gap(hi)[0]
+    it (``|g| / max(x, 1)`` or the bracket below ``tol``). A first bracket is tried at
+    ``lo + 2 gap(lo)`` (a root's distance from ``lo`` is about ``gap(lo)`` when ``gap``
+    is flat), ``hi`` evaluated only where that is not past the root."""
+    g_lo = gap(lo)[0]
+    trial = np.minimum(lo + 2.0 * g_lo, hi)
+    g_trial = gap(trial)[0]
+    past = g_trial <= 0
+    g_hi = g_trial if np.all(past) else np.where(past, g_trial, gap(hi)[0])
+    lo, g_lo = np.where(past, lo, trial), np.where(past, g_lo, g_trial)
+    hi = np.where(past, trial, hi)
     kept = np.zeros(np.shape(g_lo), dtype=int)   # -1: hi kept last time, +1: lo kept
     residual = np.inf
     for iterations in range(1, max_iter + 1):
