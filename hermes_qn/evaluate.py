@@ -17,20 +17,34 @@ Decode under batching (continuous or chunked, colocated or on a decode pool)
     token takes ``tau = E[min(N, B)] / (tokens per second)`` (the TPOT) and
     the wait for a slot is ``E[(N - B)+] / (sequences per second)``.
 Prefill, colocated with decode (``continuous``)
-    Prefill steps take priority over decode steps (vLLM's scheduler): decode
-    steps are stretched by ``1 / (1 - rho_prefill)``, and a prompt waits as
-    the high class of a non-preemptive M/G/1 priority queue,
-    ``W = R0 / (1 - rho_prefill)``, where ``R0`` is the mean residual work of
-    prefills (``sum lambda E[S^2] / 2``) plus half a decode step while the
-    station is decoding; a prompt queued right after its own encoder step on
-    the same replica does not wait again. Several waiting prompts are batched
-    into one step by real engines; the formula treats them one by one
-    (conservative at high load: TTFT +20% at 80% load for 256-token prompts).
-    TPOT is the mean over requests of decode time / (tokens - 1), as engines'
-    benchmarks report it: the prompts that arrived during a request's own
-    prefill are prefilled right after its first token, ``q / (1 - q)`` steps
-    (``q`` = P(an arrival during a prefill)), and that time in the first gap
-    weighs ``E[1 / (n - 1)]`` rather than ``1 / E[n - 1]``.
+    Prefill steps take priority over decode steps (vLLM's scheduler), and one
+    prefill step takes every prompt waiting at a step boundary, the first
+    always, the next while at most ``batch_cap`` prompts and
+    ``max_batched_tokens`` prompt tokens (``ncap``: the mean count that fits,
+    from the prompt-length distribution). A step of ``n`` prompts takes
+    ``T(n) = StepModel.prefill(mean prompt, 0, n)`` (scaled so that ``T(1)`` is
+    the mean one-prompt time); the batch is the Poisson count of arrivals during
+    the step before, given at least one (decode steps go on until one brings a
+    prompt), at the mean length of a prefill or decode step: ``n`` solves
+    ``n = x / (1 - exp(-x))``, ``x = lambda t_prev(n)``, a fixed point with the
+    decode station, found on ``[1, ncap]`` by regula falsi
+    (``_PrefillBatches``). The prefill load is ``lambda T(n) / n`` (not
+    ``lambda T(1)``): decode steps are stretched by ``1 / (1 - rho_prefill)``. A
+    prompt waits the residual ``E[T^2] / (2 E[T])`` of the step in progress (a
+    prefill batch, or a decode step when decoding) and, having waited, is
+    prefilled in a batch of itself and that step's arrivals, timed at the
+    batch's mean length; one that finds the replica idle is prefilled alone.
+    Encoder passes stay high-priority work taken one by one (non-preemptive
+    priority M/G/1). A prompt queued right after its own encoder step on the
+    same replica does not wait for a step again. Capacity: where decode at a
+    full batch plus the prefill load (batches of the arrivals during full decode
+    steps) reach 1: the rate follows from the batch, and the batch is a root on
+    ``[1, ncap]`` (``_batched_capacity``). TPOT is the mean over requests of
+    decode time / (tokens - 1), as engines' benchmarks report it: the prompts
+    that arrived during a request's own prefill are prefilled right after its
+    first token, ``q / (1 - q)`` batches (``q`` = P(an arrival during a prefill
+    step)), and that time in the first gap weighs ``E[1 / (n - 1)]`` rather than
+    ``1 / E[n - 1]``.
 Chunked prefill (``chunked``)
     Each step carries the running decodes plus up to ``C - b`` prompt tokens
     (``C`` = ``chunk_tokens``). A prompt waits for the step in progress (its
@@ -55,7 +69,17 @@ Static batching (``static``)
     of those steps and its TPOT their mean (``_Draining``). Queues longer than
     one batch (near capacity) are not modelled.
 Disaggregated prefill and decode
-    Prefill replicas are M/G/1 FCFS queues of prompts; the KV cache crosses a
+    Prefill replicas serve prompts in gated batches (``_solve_prefill_only``):
+    a prompt that finds a step in progress waits its residual and is prefilled
+    with everything that arrived meanwhile (up to ``ncap``, as above); the mean
+    batch solves ``n = x + exp(-x)``, ``x = lambda T(n)`` (an idle replica
+    starts the next prompt alone), plus the prompts left over from full steps,
+    the Lindley walk ``Q' = (Q + A - ncap)+`` (``A`` Poisson, mean ``x``)
+    summed by Spitzer's identity (tabulated once per ``ncap`` over ``x / ncap``,
+    running to the heavy-traffic limit where the series is too long); those
+    leftovers wait ``E[Q] / lambda`` more
+    (Little). Busy ``lambda T(n) / n``; saturated at ``lambda T(ncap) / ncap
+    >= 1``, the capacity term. The KV cache crosses a
     processor-sharing link station (one per prefill replica, each TP rank on
     its own link) plus the link latency; decode replicas are batch stations.
     The first token comes from the prefill: TTFT excludes the transfer, which
@@ -63,7 +87,10 @@ Disaggregated prefill and decode
 RAG pools (embed, search, rerank on a pool without a decoder)
     M/G/c FCFS queues, one server per device (Allen-Cunneen, exact for c = 1).
     Encoder work on a pool that also runs a decoder is high-priority work on
-    its replicas: it waits like a prefill and stretches the LLM's steps.
+    its replicas (the engine runs a queued pass before any LLM step): it waits
+    for the step in progress and the passes queued before it (non-preemptive
+    priority M/G/1; on a chunked pool not behind the prompt stream) and
+    stretches the LLM's steps.
 KV tiers and links
     One processor-sharing station per tier or link name for the bandwidth
     time, plus its latency: KV fetches and KV transfers over the same medium
@@ -78,8 +105,9 @@ LLM pool (priority), and fetches and transfers on one medium (one shared PS
 station). Couplings are settled by iterations (the result's attrs give
 ``iterations`` and ``residual``; a loop that does not settle raises
 :class:`~hermes_qn.errors.ConvergenceError`): the batch size and mixed-step
-fraction of chunked prefill (regula falsi), the batch size of static batching
-and the throughput of closed classes (damped fixed points). Not modelled: memory
+fraction of chunked prefill and the prefill batch of continuous batching and
+of prefill-only pools (regula falsi), the batch size of static batching and
+the throughput of closed classes (damped fixed points). Not modelled: memory
 bandwidth shared between a CPU pool's vector search and a KV tier in the
 same host's DRAM.
 
@@ -104,18 +132,24 @@ Measured error
 --------------
 ``validation/llm_agreement.md`` (``python validation/llm_agreement.py``) gives
 evaluate / sampler - 1 per batching strategy, stage kind and load (10% to 90%
-of capacity). Means of TTFT, TPOT, E2E and throughput are within 10% at loads
-up to 80% for chunked prefill, static batching, disaggregation, RAG (encoders
-on CPU and on the LLM pool), KV fetches, reasoning with rounds and branches,
-and continuous batching on the Azure conversation trace's lengths. Misses: continuous batching with short prompts, TTFT +14% at 70%
-and +19% at 80% load (prompts prefilled one by one here, batched by the
-engine); with long prompts, per-request mean TPOT -13% to -17% at 70-80%
-(the ratio of means agrees); routing and two classes inherit the first.
-p90 TTFT: within 20% except continuous batching with short prompts from 50%
-load (+20..+42% up to 80%) and routing from 50% (+32..+68%), both the
-one-by-one prefill wait with an exponential tail, and the short class beside
-long prompts at low load (+22..+33%). E2E p99 of heavy-tailed trace outputs
-reads about 23% high (a gamma for E2E).
+of capacity). On the shipped step-time calibration, means of TTFT, TPOT, E2E
+and throughput are within 10% at loads up to 80% in 285 of 300 point-metrics:
+continuous batching (short, long and Azure conversation lengths: within 10%,
+short prompts within 5.1%), disaggregation (but for long prompts' TTFT +23% at
+70% load, within the sampler's half-width), RAG (encoders on CPU and on the LLM
+pool), KV fetches and routing. Misses: two classes (short beside long
+prompts), TTFT of the short class +11% to +12% at 70-80% load and of the long
+class -12% at 80% (a batch is timed at its mean length, and one batch size
+and one wait serve both classes); static batching, TTFT -12% to
+-17% at 70-80% (queues longer than one batch); chunked prefill, TTFT -13% (short)
+and -22% (long) at 80%; reasoning (chunked), TPOT -11% to -13% at 70-80%
+(most of these within the sampler's half-width). p90 TTFT: within 20% in 163
+of 180 points; misses at 90% load (10 points, most within the sampler's
+half-width), chunked long prompts at 70-80% (-22%, -32%), reasoning's E2E p90
+at 70-80% (-22%, -24%), and the short class beside long prompts at 10-30%
+load (+25%, +35%: the long prompts' prefills are its rare long waits, taken
+as exponential). E2E p99 of heavy-tailed trace outputs reads 15-24% high (a
+gamma for E2E).
 
 Limits
 ------
@@ -132,7 +166,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
-from scipy import stats
+from scipy import special, stats
 
 from . import energy as _energy
 from .distributions import Deterministic, Empirical
@@ -530,6 +564,185 @@ class _StepTable:
         return got[:length]
 
 
+class _PrefillBatches:
+    """Prompts of a replica prefilled in batches: whatever waits at a step boundary.
+
+    The engine (continuous batching, or a prefill-only pool) puts the waiting
+    prompts into one prefill step in FCFS order, the first always, the next
+    while at most ``batch_cap`` prompts and ``max_batched_tokens`` prompt tokens
+    (``ncap``: the mean count that fits, from the prompt-length distribution).
+    A step of ``n`` prompts takes ``T(n) = StepModel.prefill(mean prompt, 0, n)``
+    scaled so that ``T(1)`` is the mean one-prompt time (reused context and the
+    spread of lengths kept). A batch is what arrived during the step before, a
+    Poisson count ``N`` with mean ``x``: ``max(1, N)`` on a prefill-only pool
+    (an idle replica starts the next prompt alone), ``N`` given ``N >= 1`` beside
+    decodes (decode steps go on until one brings a prompt). ``E[T^2]`` adds
+    ``n`` times the variance of one prompt's time (a batch is timed at its mean
+    length) and the variance of the batch size times the squared slope of ``T``.
+    """
+
+    def __init__(self, lp: _LLMPool, lam: np.ndarray, R: int, zero: np.ndarray) -> None:
+        works = lp.prefill
+        self.rate = lam_p = zero + _rate(lam, works, R)
+        total = sum(w.visits for w in works)
+        pos = lam_p > 0
+
+        def mean_of(what: str) -> np.ndarray:
+            plain = sum(w.visits * getattr(w, what) for w in works) / total
+            return np.where(pos, _rate(lam, works, R, what) / np.where(pos, lam_p, 1.0), plain)
+
+        self.s1, s2, m = mean_of("mean"), mean_of("second"), mean_of("tokens")
+        self.var1 = np.maximum(s2 - self.s1 ** 2, 0.0)
+        pool = lp.pool
+        share = np.array([max(float(np.mean(lam[w.cls])), 1e-300) * w.visits for w in works])
+        self.ncap = zero + _fitting_prompts(works, share / share.sum(), pool.max_batched_tokens,
+                                            pool.batch_cap)
+        L = max(int(np.ceil(np.max(self.ncap))), 2)
+        lengths = np.unique(m)
+        cache = _StepTable(lp).cache
+        key = ("prefill", L, float(lengths[0]))
+        if lengths.size == 1 and key in cache:   # one mean prompt: the calls of a sweep share it
+            base = np.broadcast_to(cache[key], np.shape(m) + (L,))
+        else:
+            base = np.asarray(lp.steps.prefill(m[..., None], 0.0,
+                                               np.arange(1, L + 1, dtype=float)), dtype=float)
+            if lengths.size == 1:
+                cache[key] = base.reshape(-1, L)[0]
+        self.table = base * (self.s1 / base[..., 0])[..., None]
+
+    def time(self, n: np.ndarray) -> np.ndarray:
+        """Mean step time (s) of a batch of ``n`` prompts (real ``n``, interpolated)."""
+        return _interp(self.table, np.minimum(n, self.ncap))
+
+    def size(self, x: np.ndarray, alone_after_idle: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance of the batch after a step with ``x`` expected arrivals."""
+        x = np.maximum(np.asarray(x, dtype=float), 0.0)
+        if alone_after_idle:   # max(1, N)
+            e = np.exp(-x)
+            n, n2 = x + e, x + x * x + e
+        else:                  # N given N >= 1
+            p = np.where(x > 1e-9, -np.expm1(-np.maximum(x, 1e-9)), 1.0)
+            n = np.where(x > 1e-9, x / p, 1.0 + x / 2.0)
+            n2 = np.where(x > 1e-9, (x + x * x) / p, 1.0 + 1.5 * x)
+        capped = n > self.ncap
+        n = np.where(capped, self.ncap, n)
+        return n, np.where(capped, 0.0, np.maximum(n2 - n * n, 0.0))
+
+    def second(self, n: np.ndarray, var_n: np.ndarray) -> np.ndarray:
+        """Second moment (s^2) of the step time of a batch of mean ``n``, variance ``var_n``."""
+        slope = self.time(n + 1.0) - self.time(n)
+        return self.time(n) ** 2 + n * self.var1 + var_n * slope ** 2
+
+    def seen(self, lengthbiased: np.ndarray) -> np.ndarray:
+        """The batch a prompt joins when it arrives during a step of that length-biased mean:
+        itself and the Poisson arrivals of that step."""
+        return np.clip(1.0 + self.rate * lengthbiased, 1.0, self.ncap)
+
+    def extra(self, w: _Work, seen: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Seconds a prompt of ``w`` spends beyond its own prefill when it joins a batch of
+        ``seen`` (timed at the mean length: its own length moves the batch's time by 1/seen
+        of its difference); a prompt that finds the replica idle is prefilled alone."""
+        t_seen = self.time(seen) * scale
+        return np.maximum(t_seen + (w.mean - self.s1) * scale / seen - w.mean, 0.0)
+
+    def leftover(self, a: np.ndarray) -> np.ndarray:
+        """Mean number of prompts left waiting at a step boundary when the steps take at most
+        ``ncap`` and ``a`` arrive per step (Poisson): the Lindley walk
+        ``Q' = (Q + A - ncap)+``, interpolated in ``a / ncap`` from ``_leftover_table``."""
+        a = np.asarray(a, dtype=float)
+        K = float(np.max(self.ncap))
+        u = a / K
+        f = np.interp(u, _LEFTOVER_U, _leftover_table(K))
+        return np.where(u < 1.0, f / np.maximum(1.0 - u, 1e-300), np.inf)
+
+    def capacity_cost(self, w: _Work, n: float) -> float:
+        """Seconds per prompt of ``w`` in batches of ``n`` (for capacity)."""
+        return float(np.mean(self.time(np.asarray(n)) / n * w.mean / self.s1))
+
+
+#: Grid of ``u = a / ncap`` on which ``(1 - u) E[Q]`` of the Lindley walk is tabulated.
+_LEFTOVER_U = np.linspace(0.0, 1.0, 257)
+#: ``(1 - u) E[Q]`` on ``_LEFTOVER_U`` per ``ncap`` (a property of the prompt lengths and
+#: the engine's limits, shared by every call).
+_LEFTOVER: dict[float, np.ndarray] = {}
+
+
+def _leftover_table(K: float, terms: int = 4000, rtol: float = 1e-10) -> np.ndarray:
+    """``(1 - u) E[Q]`` of ``Q' = (Q + A - K)+``, ``A`` Poisson with mean ``a = u K``, on
+    ``_LEFTOVER_U``: Spitzer's identity ``E[Q] = sum_k E[(S_k)+] / k``, ``S_k`` the walk after
+    ``k`` steps, each point summed until its terms fall below ``rtol`` of its sum. Near
+    ``u = 1`` the series needs more than ``terms`` terms; those points are dropped and the
+    table runs linearly to the heavy-traffic limit ``(1 - u) E[Q] -> 1/2`` (walk variance
+    ``a``, drift ``K - a``)."""
+    got = _LEFTOVER.get(K)
+    if got is not None:
+        return got
+    u = _LEFTOVER_U[1:-1]
+    a = u * K
+    total = np.zeros_like(u)
+    active = np.arange(u.size)
+    for k in range(1, terms + 1):
+        mu, c = k * a[active], k * K
+        m = np.floor(c)
+        # E[(S - c)+] = mu - c + E[(c - S)+], S Poisson(mu)
+        below = c * special.pdtr(m, mu) - mu * special.pdtr(m - 1.0, mu)
+        term = np.maximum(mu - c + below, 0.0) / k
+        total[active] += term
+        if k > 8:
+            active = active[term > rtol * np.maximum(total[active], 1e-300)]
+            if active.size == 0:
+                break
+    f = (1.0 - u) * total
+    good = np.ones(u.size, dtype=bool)
+    good[active] = False  # not settled within the terms
+    table = np.interp(_LEFTOVER_U, np.concatenate([[0.0], u[good], [1.0]]),
+                      np.concatenate([[0.0], f[good], [0.5]]))
+    if len(_LEFTOVER) >= 64:
+        _LEFTOVER.clear()
+    _LEFTOVER[K] = table
+    return table
+
+
+def _fitting_prompts(works: list[_Work], share: np.ndarray, budget: int, cap: int) -> float:
+    """Mean number of queued prompts one step takes: the first always, then while their
+    tokens sum to at most ``budget`` (and at most ``cap``); prompt lengths drawn from the
+    works' points in proportion ``share`` (``1 + sum_k P(S_k <= budget)``, k >= 2).
+    Cached: the answer depends only on these inputs."""
+    key = (budget, cap, np.asarray(share, dtype=float).tobytes(),
+           tuple((np.asarray(w.points, dtype=float).tobytes(),
+                  np.asarray(w.point_weights, dtype=float).tobytes()) for w in works))
+    got = _FITTING.get(key)
+    if got is None:
+        if len(_FITTING) >= 256:
+            _FITTING.clear()
+        got = _FITTING[key] = _fitting_count(works, share, budget, cap)
+    return got
+
+
+#: ``_fitting_prompts`` answers by their inputs.
+_FITTING: dict[tuple, float] = {}
+
+
+def _fitting_count(works: list[_Work], share: np.ndarray, budget: int, cap: int) -> float:
+    """``_fitting_prompts`` computed: the token sums by convolution on 512 bins."""
+    bins = 512
+    h = budget / bins
+    pmf = np.zeros(bins + 1)
+    for w, s in zip(works, share):
+        idx = np.rint(np.asarray(w.points, dtype=float) / h).astype(int)
+        keep = idx <= bins
+        pmf += np.bincount(idx[keep], weights=s * np.asarray(w.point_weights)[keep],
+                           minlength=bins + 1)[:bins + 1]
+    total, dist = 1.0, pmf
+    for _ in range(2, cap + 1):
+        dist = np.convolve(dist, pmf)[:bins + 1]
+        mass = float(dist.sum())
+        total += mass
+        if mass < 1e-6:
+            break
+    return float(np.clip(total, 1.0, cap))
+
+
 def _per_point(context: np.ndarray, build) -> np.ndarray:
     """Apply ``build(context) -> (L,)`` per distinct context; stack to (*S, L)."""
     flat = np.atleast_1d(context).ravel()
@@ -539,6 +752,39 @@ def _per_point(context: np.ndarray, build) -> np.ndarray:
     L = max(len(r) for r in rows)
     rows = np.stack([np.pad(r, (0, L - len(r)), mode="edge") for r in rows])
     return rows[inverse].reshape(np.shape(context) + (L,))
+
+
+def _falsi(gap, lo: np.ndarray, hi: np.ndarray, tol: float, max_iter: int):
+    """Per point, a root of ``gap(x)[0]`` on ``[lo, hi]`` where ``gap(lo) >= 0 >= gap(hi)``
+    (regula falsi, Illinois). ``gap`` returns ``(g, *more)``; the answer is ``(x, g, more,
+    iterations, residual)`` at the last ``x``, or ``None`` when ``max_iter`` did not settle
+    it (``|g| / max(x, 1)`` or the bracket below ``tol``). A first bracket is tried at
+    ``lo + 2 gap(lo)`` (a root's distance from ``lo`` is about ``gap(lo)`` when ``gap``
+    is flat), ``hi`` evaluated only where that is not past the root."""
+    g_lo = gap(lo)[0]
+    trial = np.minimum(lo + 2.0 * g_lo, hi)
+    g_trial = gap(trial)[0]
+    past = g_trial <= 0
+    g_hi = g_trial if np.all(past) else np.where(past, g_trial, gap(hi)[0])
+    lo, g_lo = np.where(past, lo, trial), np.where(past, g_lo, g_trial)
+    hi = np.where(past, trial, hi)
+    kept = np.zeros(np.shape(g_lo), dtype=int)   # -1: hi kept last time, +1: lo kept
+    residual = np.inf
+    for iterations in range(1, max_iter + 1):
+        span = g_lo - g_hi
+        x = np.where(span > 0, lo + g_lo * (hi - lo) / np.where(span > 0, span, 1.0),
+                     0.5 * (lo + hi))
+        g, *more = gap(x)
+        residual = float(np.max(np.abs(g) / np.maximum(x, 1.0), initial=0.0))
+        if residual < tol or np.all((hi - lo) / np.maximum(x, 1.0) < tol):
+            return x, g, more, iterations, residual
+        up = g > 0
+        lo, g_lo = np.where(up, x, lo), np.where(up, g, g_lo)
+        hi, g_hi = np.where(up, hi, x), np.where(up, g_hi, g)
+        g_hi = np.where(up & (kept == -1), g_hi / 2, g_hi)
+        g_lo = np.where(~up & (kept == 1), g_lo / 2, g_lo)
+        kept = np.where(up, -1, 1)
+    return None, None, None, max_iter, residual
 
 
 def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
@@ -551,7 +797,9 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
     # high-priority work: prompts (except under chunking) and encoder passes
     chunked = pool.batching == "chunked" and lp.role == "colocated"
     static = pool.batching == "static" and lp.role == "colocated"
-    hi = lp.encoder + ([] if (chunked or static) else lp.prefill)
+    # prompts (unless chunked or static) are prefilled in batches of what waits: _PrefillBatches
+    batched = bool(lp.prefill) and not (chunked or static)
+    hi = lp.encoder
     rho_hi = zero + _rate(lam, hi, R, "mean")
     lam_hi = zero + _rate(lam, hi, R)
     r0_hi = zero + _rate(lam, hi, R, "second") / 2.0
@@ -562,16 +810,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
         cap_hi[w.cls] += w.visits * w.mean / R
 
     if not lp.decode:  # a prefill-only pool (disaggregated) or encoders only
-        wait = np.where(unstable_hi, np.inf, r0_hi / np.maximum(1 - rho_hi, 1e-12))
-        for w in hi:
-            res.time[id(w)] = wait + w.mean
-            res.var[id(w)] = _wait_var(wait, rho_hi) + (w.second - w.mean ** 2)
-            res.waits[id(w)] = (wait, rho_hi)
-            if w.time_points is not None:
-                res.prefill_parts[id(w)] = (w.time_points, w.point_weights)
-        res.unstable[f"pool {name!r} prefill"] = unstable_hi
-        res.pool_util[name] = np.minimum(rho_hi, 1.0)
-        res.capacity_terms.append((f"pool {name!r} prefill", cap_hi))
+        _solve_prefill_only(lp, lam, res, R, zero, rho_hi, r0_hi, cap_hi, tol, max_iter)
         return
 
     theta = zero + _rate(lam, lp.decode, R, "tokens")        # decode tokens/s per replica
@@ -672,7 +911,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             # that bracket, which cannot cycle where the map has kinks (damping is not used)
             x_lo, x_hi = zero + 0.0, cap + 0.0
             g_lo, g_hi = settle(x_lo)[0], settle(x_hi)[0]
-            kept = np.zeros(shape, dtype=int)   # -1: lo kept last time, +1: hi kept
+            kept = np.zeros(shape, dtype=int)   # +1: lo kept last time, -1: hi kept
             for iterations in range(1, max_iter + 1):
                 span = g_lo - g_hi
                 bbar = np.where(span > 0, x_lo + g_lo * (x_hi - x_lo) / np.where(span > 0, span, 1),
@@ -706,54 +945,120 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             pre_util = f
             res.capacity_terms.append(("chunked", (pool, lp, t_dec, t_mix, cap, stretch)))
         else:
-            step = t_dec * stretch[..., None]
-            mult = b * step[..., :1] / step
-            mult = np.where(b > cap[..., None],
-                            np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
-            bs = batch_station(theta * step[..., 0], mult, cap, g=step)
-            unstable_pre = unstable_hi
+            def station(s: np.ndarray):
+                """The decode batch station with steps stretched by ``s``."""
+                st = t_dec * s[..., None]
+                mult = b * st[..., :1] / st
+                mult = np.where(b > cap[..., None],
+                                np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
+                return batch_station(theta * st[..., 0], mult, cap, g=st), st
+
             tB = np.take_along_axis(t_dec, cap[..., None] - 1, -1)[..., 0]
             coef = cap_hi.copy()
             for w in lp.decode:
                 coef[w.cls] += np.mean(w.visits * w.tokens * tB / cap / R)
-            res.capacity_terms.append((f"pool {name!r} prefill+decode" if lp.prefill
-                                       else f"pool {name!r} decode", coef))
+            if batched:
+                bt = _PrefillBatches(lp, lam, R, zero)
+
+                def settle(n: np.ndarray):
+                    """The batch after a step (prefill batches of ``n`` or a decode step),
+                    minus ``n``; its variance, the prefill load, the stretch of decode steps
+                    and the decode station (with its step times) at ``n``."""
+                    t_n = bt.time(n) * stretch
+                    rho_p = np.minimum(bt.rate * t_n / n, 1.0 - rho_hi)
+                    s_all = 1.0 / np.maximum(1.0 - rho_hi - rho_p, 1e-12)
+                    bs, step = station(s_all)
+                    dec = (1.0 - rho_hi - rho_p) * bs.busy
+                    g = np.where(np.isfinite(bs.mean_running), bs.g_mean / s_all, tB)
+                    t_prev = (rho_p * t_n + dec * g) / np.maximum(rho_p + dec, 1e-300)
+                    new, var = bt.size(bt.rate * t_prev, alone_after_idle=False)
+                    return new - n, var, rho_p, s_all, bs, step
+
+                # n = F(n) on [1, ncap] (F(1) >= 1, F <= ncap): regula falsi (Illinois)
+                n, g, more, iterations, residual = _falsi(settle, zero + 1.0, bt.ncap + 0.0,
+                                                          tol, max_iter)
+                if n is None:
+                    raise ConvergenceError(
+                        f"evaluate: prefill batch size on pool {name!r} did not settle in "
+                        f"{max_iter} iterations (residual {residual:.3g}); valid: raise "
+                        "max_iter", iterations=max_iter, residual=residual)
+                # the settled batch, with the decode station the last step found there
+                var_n, rho_p, s_all, bs, step = more
+                t_n, t2_n = bt.time(n) * stretch, bt.second(n, var_n) * stretch ** 2
+                # the step in progress when a prompt arrives: a prefill batch or a decode step
+                dec = (1.0 - rho_hi - rho_p) * bs.busy
+                g_mean, g_second = bs.g_mean / s_all, bs.g_second / s_all ** 2
+                resid_p = t2_n / (2.0 * t_n)
+                resid_d = g_second / np.maximum(2.0 * g_mean, 1e-300)
+                seen = bt.seen(2.0 * (rho_p * resid_p + dec * resid_d)
+                               / np.maximum(rho_p + dec, 1e-300))
+                steps_p = bt.rate / n  # prefill steps per second
+                unstable_pre = (rho_hi + bt.rate * bt.time(bt.ncap) * stretch / bt.ncap >= 1.0)
+                prompts = np.zeros(K)
+                for w in lp.prefill:
+                    prompts[w.cls] += w.visits / R
+                res.capacity_terms.append(("batched", (f"pool {name!r} prefill+decode", coef,
+                                                       coef - cap_hi, prompts, bt, stretch,
+                                                       tB)))
+            else:
+                bs, step = station(stretch)
+                unstable_pre = unstable_hi
+                res.capacity_terms.append((f"pool {name!r} prefill+decode" if lp.prefill
+                                           else f"pool {name!r} decode", coef))
         finite = np.isfinite(bs.mean_running)
         tau = np.where(theta > 0, bs.mean_running / np.where(theta > 0, theta, 1.0),
                        step[..., 0])
         admit = np.where(seqs > 0, bs.mean_waiting / np.where(seqs > 0, seqs, 1.0), 0.0)
         admit_var = _wait_var(admit, bs.full)
         batch_cv2 = np.maximum(bs.g_second / np.maximum(bs.g_mean, 1e-300) ** 2 - 1.0, 0.0)
-        interrupt = 2.0 * r0_hi * bs.g_mean  # rate x E[S^2] of interrupting work, x a step
-        if not chunked:
+        # rate x E[S^2] of interrupting work (encoder passes, prefill batches), x a step
+        interrupt = 2.0 * (r0_hi + (steps_p * t2_n / 2.0 if batched else 0.0)) * bs.g_mean
+        if batched:
+            # gated: a prompt waits for the step in progress (a prefill batch, a decode step
+            # or an encoder pass) and goes into the next prefill step with all that waits
+            pre_util = rho_hi + rho_p
+            wait_pre = np.where(unstable_hi | unstable_pre, np.inf,
+                                rho_p * resid_p + dec * resid_d + r0_hi * stretch)
+            wait_enc = np.where(unstable_hi, np.inf,
+                                (r0_hi + rho_p * resid_p + dec * resid_d) * stretch)
+        elif not chunked:
             frac = (1 - rho_hi) * bs.busy
             r0 = r0_hi + frac * bs.g_second / np.maximum(2.0 * bs.g_mean, 1e-300)
-            wait_pre = np.where(unstable_hi, np.inf, r0 / np.maximum(1 - rho_hi, 1e-12))
+            wait_pre = wait_enc = np.where(unstable_hi, np.inf,
+                                           r0 / np.maximum(1 - rho_hi, 1e-12))
             pre_util = rho_hi
         # prompts on a disaggregated decode pool do not exist; colocated prompts wait for a slot
         colocated = bool(lp.prefill)
         busy_any = np.minimum(pre_util + (1 - np.minimum(pre_util, 1.0)) * bs.busy, 1.0)
-        if colocated and not chunked:
+        if chunked:
+            # encoder passes go before any LLM step (they do not queue behind the prompt
+            # stream): non-preemptive priority, the LLM step in progress and the passes queued
+            wait_enc = np.where(unstable_hi, np.inf,
+                                (r0_hi + (1 - rho_hi) * busy_any * mix.residual) * stretch)
+        if batched:
             # the prompts that arrived during a request's own prefill step are prefilled right
             # after its first token, and those that arrived meanwhile after them: its first
-            # decode gap holds q / (1 - q) more prefill steps, q = P(an arrival in a step)
-            lam_pre = zero + _rate(lam, lp.prefill, R)
-            s_pre = (zero + _rate(lam, lp.prefill, R, "mean")) / np.where(lam_pre > 0, lam_pre, 1)
-            q = -np.expm1(-lam_pre * s_pre)
-            first_gap = np.where(q < 1, q / np.maximum(1 - q, 1e-12), np.inf) * s_pre
-        for w in hi:
-            extra = admit if (colocated and w in lp.prefill) else 0.0
-            # a prompt queued on the replica whose encoder step it just left goes into the
-            # next step: it does not wait for a step in progress a second time
-            own_wait = wait_pre * (1.0 - w.after_encoder)
-            res.time[id(w)] = extra + own_wait + w.mean
-            # a prompt waits when it finds a step (prefill or decode) in progress
-            res.var[id(w)] = (_wait_var(own_wait, np.maximum(busy_any, 1e-9))
-                              + (admit_var if (colocated and w in lp.prefill) else 0.0)
-                              + (w.second - w.mean ** 2))
-            res.waits[id(w)] = (extra + own_wait, busy_any)
-            if w.time_points is not None and not chunked:
+            # decode gap holds q / (1 - q) more prefill batches, q = P(an arrival in a step)
+            q = -np.expm1(-bt.rate * bt.time(seen) * stretch)
+            first_gap = np.where(q < 1, q / np.maximum(1 - q, 1e-12), np.inf) * t_n
+            for w in lp.prefill:
+                # a prompt queued on the replica whose encoder step it just left goes into
+                # the next step: it does not wait for a step in progress a second time
+                # and, having waited, is prefilled in a batch (wait + extra: 0 or exponential
+                # in the TTFT mixture); one that finds the replica idle is prefilled alone
+                own_wait = (wait_pre * (1.0 - w.after_encoder)
+                            + busy_any * bt.extra(w, seen, stretch))
+                res.time[id(w)] = admit + own_wait + w.mean
+                # a prompt waits when it finds a step (prefill or decode) in progress
+                res.var[id(w)] = (_wait_var(own_wait, np.maximum(busy_any, 1e-9)) + admit_var
+                                  + (w.second - w.mean ** 2))
+                res.waits[id(w)] = (admit + own_wait, busy_any)
                 res.prefill_parts[id(w)] = (w.time_points, w.point_weights)
+        for w in hi:
+            res.time[id(w)] = wait_enc + w.mean
+            res.var[id(w)] = (_wait_var(wait_enc, np.maximum(busy_any, 1e-9))
+                              + (w.second - w.mean ** 2))
+            res.waits[id(w)] = (wait_enc, busy_any)
         if chunked:
             # a prompt waits for the step in progress, then its own steps: full chunks and a
             # last, partly filled one whose end gives the first token
@@ -771,7 +1076,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             res.time[id(w)] = own_admit + w.tokens * w.max_factor * tau
             tv = tau ** 2 * batch_cv2 + interrupt / max(w.tokens, 1.0)
             res.tpot_var[id(w)] = tv
-            if colocated and not chunked:
+            if batched:
                 res.tpot_extra[id(w)] = first_gap * w.gap_weight if w.gap_weight else zero
             res.var[id(w)] = ((0.0 if colocated else admit_var)
                               + (w.tokens_second - w.tokens ** 2) * tau ** 2
@@ -790,6 +1095,77 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
     res.residual = max(res.residual, residual)
 
 
+def _solve_prefill_only(lp: _LLMPool, lam: np.ndarray, res: _Result, R: int,
+                        zero: np.ndarray, rho_e: np.ndarray, r0_e: np.ndarray,
+                        cap_e: np.ndarray, tol: float, max_iter: int) -> None:
+    """A pool without decodes: encoder passes (priority, one by one) and gated prefill batches.
+
+    A prompt that finds a step in progress waits its residual ``E[T^2] / (2 E[T])``
+    and is prefilled with everything that arrived meanwhile; the mean batch solves
+    ``n = x + exp(-x)``, ``x = lambda T(n)`` (capped at ``ncap``); the replica is busy
+    with prompts ``lambda T(n) / n`` of the time and saturates when
+    ``lambda T(ncap) / ncap >= 1``.
+    """
+    name = lp.pool.name
+    stretch = 1.0 / np.maximum(1.0 - rho_e, 1e-12)
+    unstable = rho_e >= 1.0
+    busy_p, resid_p, coef = zero + 0.0, zero + 0.0, cap_e.copy()
+    if lp.prefill:
+        bt = _PrefillBatches(lp, lam, R, zero)
+
+        def settle(n: np.ndarray):
+            """The batch after steps of mean batch ``n``, minus ``n``; its variance.
+            Prompts left over from a full step join the next one."""
+            x = bt.rate * bt.time(n) * stretch
+            new, var = bt.size(x, alone_after_idle=True)
+            return np.minimum(new + bt.leftover(x), bt.ncap) - n, var
+
+        # the batch solves n = F(n) on [1, ncap] (F(1) >= 1, F <= ncap): regula falsi
+        # (Illinois) on that bracket; near saturation the leftover is steep and a damped
+        # iteration creeps (500 iterations were not enough in a notebook's sweep)
+        n, g, more, iterations, residual = _falsi(settle, zero + 1.0, bt.ncap + 0.0, tol,
+                                                  max_iter)
+        if n is None:
+            raise ConvergenceError(
+                f"evaluate: prefill batch size on pool {name!r} did not settle in {max_iter} "
+                f"iterations (residual {residual:.3g}); valid: raise max_iter",
+                iterations=max_iter, residual=residual)
+        var_n = more[0]
+        n = n + g  # F(n), the settled batch
+        res.iterations = max(res.iterations, iterations)
+        res.residual = max(res.residual, residual)
+        t_n, t2_n = bt.time(n) * stretch, bt.second(n, var_n) * stretch ** 2
+        busy_p = np.minimum(bt.rate * t_n / n, 1.0)
+        resid_p = t2_n / (2.0 * t_n)
+        unstable = unstable | (bt.rate * bt.time(bt.ncap) * stretch / bt.ncap >= 1.0)
+        seen = bt.seen(2.0 * resid_p)
+        # the step in progress, then whole steps while more wait than a step takes
+        queued = bt.leftover(bt.rate * t_n) / np.where(bt.rate > 0, bt.rate, 1.0)
+        wait = np.where(unstable, np.inf, busy_p * resid_p + queued + r0_e * stretch)
+        busy = np.minimum(busy_p + rho_e, 1.0)
+        ncap = float(np.mean(bt.ncap))
+        for w in lp.prefill:
+            # a prompt that waits is prefilled in a batch (wait + extra, 0 or exponential
+            # in the TTFT mixture), one that finds the replica idle alone
+            own_wait = wait + busy * bt.extra(w, seen, stretch)
+            res.time[id(w)] = own_wait + w.mean
+            res.var[id(w)] = _wait_var(own_wait, np.maximum(busy, 1e-9)) + (
+                w.second - w.mean ** 2)
+            res.waits[id(w)] = (own_wait, busy)
+            res.prefill_parts[id(w)] = (w.time_points, w.point_weights)
+            coef[w.cls] += w.visits * bt.capacity_cost(w, ncap) / R
+    # encoder passes wait for the work in progress, prompts' batches included
+    wait_e = np.where(unstable, np.inf, (r0_e + busy_p * resid_p) * stretch)
+    for w in lp.encoder:
+        res.time[id(w)] = wait_e + w.mean
+        res.var[id(w)] = _wait_var(wait_e, np.maximum(rho_e + busy_p, 1e-9)) + (
+            w.second - w.mean ** 2)
+        res.waits[id(w)] = (wait_e, np.minimum(rho_e + busy_p, 1.0))
+    res.unstable[f"pool {name!r} prefill"] = unstable
+    res.pool_util[name] = np.minimum(rho_e + busy_p, 1.0)
+    res.capacity_terms.append((f"pool {name!r} prefill", coef))
+
+
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=float)
     return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
@@ -798,13 +1174,16 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _interp(table: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Linear interpolation of ``table[..., n-1]`` (n = 1..L) at real ``x`` (broadcast)."""
     L = table.shape[-1]
-    x = np.clip(np.asarray(x, dtype=float), 1.0, L)
-    lo = np.clip(np.floor(x).astype(int), 1, L)
-    hi = np.clip(lo + 1, 1, L)
-    frac = x - lo
-    tlo = np.take_along_axis(table, (lo - 1)[..., None], -1)[..., 0]
-    thi = np.take_along_axis(table, (hi - 1)[..., None], -1)[..., 0]
-    return tlo + frac * (thi - tlo)
+    if table.ndim == 1:  # one point's table (a scalar call): numpy's own, clamped alike
+        return np.interp(x, np.arange(1.0, L + 1.0), table)
+    shape = np.broadcast_shapes(table.shape[:-1], np.shape(x))
+    x = np.minimum(np.maximum(np.broadcast_to(np.asarray(x, dtype=float), shape), 1.0), L)
+    flat = np.broadcast_to(table, shape + (L,)).reshape(-1, L)
+    lo = np.minimum(np.maximum(x.astype(int), 1), max(L - 1, 1)).ravel()  # floor, 1..L-1
+    rows = np.arange(lo.size)
+    tlo = flat[rows, lo - 1]
+    thi = flat[rows, np.minimum(lo, L - 1)]
+    return (tlo + (x.ravel() - lo) * (thi - tlo)).reshape(shape)
 
 
 #: Fractions of a chunk at which mixed-step times are tabulated (chunked prefill).
@@ -1071,6 +1450,8 @@ def _capacity(plan: _Plan, res: _Result, lam: np.ndarray) -> tuple[np.ndarray, l
     for name, coef in res.capacity_terms:
         if name == "chunked":
             caps, label = _chunked_capacity(coef, lam, K), f"pool {coef[0].name!r} chunked"
+        elif name == "batched":
+            caps, label = _batched_capacity(coef, lam, K), coef[0]
         else:
             used = np.tensordot(coef, lam, axes=(0, 0))
             caps = np.full((K,) + shape, np.inf)
@@ -1080,7 +1461,7 @@ def _capacity(plan: _Plan, res: _Result, lam: np.ndarray) -> tuple[np.ndarray, l
         caps = np.maximum(caps, 0.0)
         better = caps < best
         best = np.where(better, caps, best)
-        names = np.where(better, label if name == "chunked" else name, names)
+        names = np.where(better, label if name in ("chunked", "batched") else name, names)
     return best, names
 
 
@@ -1144,6 +1525,50 @@ def _chunked_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
     return out
 
 
+def _batched_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
+    """Stability boundary of a continuous-batching replica, per class (others fixed).
+
+    Decode saturates when its full-batch load plus the encoder and prefill loads
+    reach 1: ``sum_k lambda_k c_k + lambda_p T(n) / n = 1`` (``c_k``: decode and
+    encoder seconds per request at a full batch, ``lambda_p`` prompts/s; the
+    prompts alone saturate where ``lambda_p T(ncap) / ncap`` reaches 1). At the
+    boundary the decode steps are full (``t(B)``), so the prefill batch ``n`` is
+    that of the arrivals during a step of ``t(B)`` or a prefill step. The loads
+    are linear in the class's rate: for a batch ``n`` the boundary gives the rate
+    directly, and ``n`` is the batch that rate makes, a root on ``[1, ncap]``
+    found by regula falsi (Illinois).
+    """
+    _, coef, decode, prompts, bt, stretch, tB = term
+    full = bt.time(bt.ncap) * stretch / bt.ncap    # seconds per prompt in full steps
+    out = np.full((K,) + lam.shape[1:], np.inf)
+    for k in range(K):
+        if coef[k] <= 0 and prompts[k] <= 0:
+            continue
+        others = [j for j in range(K) if j != k]
+        fixed0 = sum((coef[j] * lam[j] for j in others), np.zeros(lam.shape[1:]))
+        dec0 = sum((decode[j] * lam[j] for j in others), np.zeros(lam.shape[1:]))
+        rate0 = sum((prompts[j] * lam[j] for j in others), np.zeros(lam.shape[1:]))
+
+        def at(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """The class's rate at which the load with prefill batches of ``n`` is 1,
+            and the batch that rate makes minus ``n``."""
+            per = np.maximum(bt.time(n) * stretch / n, full)
+            x = np.maximum((1.0 - fixed0 - rate0 * per) / (coef[k] + prompts[k] * per), 0.0)
+            rate, dec = rate0 + prompts[k] * x, dec0 + decode[k] * x
+            t_n = bt.time(n) * stretch
+            rho_p = rate * t_n / n
+            t_prev = (rho_p * t_n + dec * tB) / np.maximum(rho_p + dec, 1e-300)
+            return bt.size(rate * t_prev, alone_after_idle=False)[0] - n, x
+
+        n, _, more, _, residual = _falsi(at, np.ones(lam.shape[1:]), bt.ncap + 0.0, 1e-12, 200)
+        if n is None:
+            raise ConvergenceError(f"evaluate: capacity of a prefill+decode replica did not "
+                                   f"settle in 200 iterations (residual {residual:.3g})",
+                                   iterations=200, residual=residual)
+        out[k] = more[0]
+    return out
+
+
 def _rates(scenario: Scenario, rates: Mapping[str, Any] | None) -> list[xr.DataArray]:
     rates = dict(rates or {})
     unknown = set(rates) - {c.name for c in scenario.classes}
@@ -1182,8 +1607,10 @@ def evaluate(scenario: Scenario, *, rates: Mapping[str, Any] | None = None,
         a 1-D array becomes a dimension ``<class>_rate``, a DataArray keeps
         its dimensions. Every metric is then computed for every point at once.
     damping, tol, max_iter :
-        Fixed-point controls (chunked prefill, closed classes): step fraction
-        in (0, 1], relative tolerance, iteration cap.
+        Iteration controls: the step fraction in (0, 1] of the damped fixed
+        points (static batch size, closed classes); the relative tolerance and
+        iteration cap of every loop (those and the regula falsi of chunked
+        prefill and of prefill batches).
 
     Returns
     -------

@@ -72,12 +72,32 @@ def test_decode_with_batch_independent_step_time_is_erlang_c(monkeypatch):
                                                                                  rel=1e-9)
 
 
-def test_prefill_pool_is_pollaczek_khinchine():
-    sc = disaggregated(rate=5.0)
-    s = StepModel(sc.pools[0]).prefill(1000.0)
-    rho = 5.0 * s
+def test_prefill_pool_is_gated_batch_service(monkeypatch):
+    # A prefill step takes t whatever its batch: a prompt that finds a step running waits its
+    # residual t / 2 and is prefilled in the next step with all that arrived meanwhile. The
+    # replica alternates idle periods (mean 1 / lam) with runs of steps, a run ending after a
+    # step with no arrival (probability exp(-lam t)): P(busy) = a e^a / (a e^a + 1), a = lam t.
+    t = 0.05
+    monkeypatch.setattr(StepModel, "prefill", lambda self, tokens, context=0.0, batch=1:
+                        np.full(np.broadcast(np.asarray(tokens), np.asarray(batch)).shape, t))
+    for lam in (2.0, 10.0, 20.0):
+        a = lam * t
+        busy = a * math.exp(a) / (a * math.exp(a) + 1)
+        ds = hq.evaluate(disaggregated(rate=lam))
+        assert ds.ttft.item() == pytest.approx(busy * t / 2 + t, rel=1e-5)
+        assert ds.utilization.sel(pool="pre").item() == pytest.approx(busy, rel=1e-6)
+
+
+def test_prefill_batches_are_capped_by_the_token_budget():
+    # 1000-token prompts, 8192 tokens a step: at most 8 per step, so the prefill pool
+    # saturates where lam T(8) / 8 = 1 (two-token outputs: the decode pool is not the limit)
+    sc = disaggregated(rate=1.0, output=TokenLengths.of(2))
+    t8 = StepModel(sc.pools[0]).prefill(1000.0, 0.0, 8)
     ds = hq.evaluate(sc)
-    assert ds.ttft.item() == pytest.approx(rho * s / (2 * (1 - rho)) + s, rel=1e-9)
+    assert ds.capacity.item() == pytest.approx(8 / t8, rel=1e-9)
+    assert ds.capacity_station.item() == "pool 'pre' prefill"
+    assert not bool(hq.evaluate(sc, rates={"c": 0.995 * 8 / t8}).saturated)
+    assert bool(hq.evaluate(sc, rates={"c": 1.005 * 8 / t8}).saturated)
 
 
 def test_fcfs_rag_pool_and_ps_tier_closed_forms():

@@ -49,9 +49,10 @@ def test_dims_coords_and_variables(grid, chat):
         assert grid[name].dims == ("rate", "batch_cap", "strategy")
 
 
-@pytest.mark.parametrize("strategy, rtol", [("continuous", 1e-12), ("chunked", 1e-5)])
+@pytest.mark.parametrize("strategy, rtol", [("continuous", 1e-5), ("chunked", 1e-5)])
 def test_every_point_equals_a_pointwise_evaluate(grid, chat, strategy, rtol):
-    # chunked batching settles a fixed point over all rates of a call at once: equal to tol
+    # both settle a fixed point over all rates of a call at once (the prefill batch size,
+    # the chunked mix): equal to tol
     for r, cap in itertools.product(RATES, CAPS):
         sc = chat.with_value("pools.h100.batch_cap", cap).with_value("pools.h100.batching",
                                                                      strategy)

@@ -391,49 +391,33 @@ def write_report(rows, requests, replications, wall) -> str:
 #: Reasons for the misses, from the mechanics of evaluate and the sampler (see the module
 #: docstrings of hermes_qn.evaluate and hermes_qn.llm_sampler); written after reading the table.
 EXPLANATIONS: list[str] = [
-    "- **continuous, short prompts**, TTFT +8% at 0.5 to +19% at 0.8: the engine puts the "
-    "prompts waiting at a step boundary into one prefill step (1.36 prompts per step as a "
-    "prompt sees it at 0.8 load, in the sampler), and a step of two 256-token prompts costs "
-    "far less than two steps (a fixed per-step cost dominates short prefills); evaluate's "
-    "M/G/1 priority formula serves prompts one by one, so it overstates the prefill load, "
-    "the decode stretch (TPOT +5%) and the wait. Two bulk-service variants were tried and "
-    "not shipped: an M/G/1 wait plus the whole batch's step overshot (+24%); the residual "
-    "of the step in progress plus one prefill step of everything that arrived in it fits "
-    "this case within 1% but reads TTFT 6-20% low on the default scenario's Azure "
-    "conversation prompts (heavy-tailed, where the one-by-one formula is within 7% up to "
-    "83% load). p90 TTFT +20% at 0.5 to +42% at 0.8 "
-    "load: the mean wait is high (above), and the conditional wait is taken as "
-    "exponential, while the sampler's is mostly the residual of a near-deterministic decode "
-    "step (closer to uniform, a shorter tail).",
-    "- **continuous, long prompts**, TPOT -13% at 0.7, -17% at 0.8 (within the sampler's "
-    "half-width, marked †): the sampler's TPOT is a mean over requests of decode time / "
-    "(tokens - 1); a 3000-token prefill that lands in the few gaps of a short request weighs "
-    "heavily (requests of 2-9 tokens average 0.28 s per token at 0.8 load). The ratio of "
-    "means (total decode time / total tokens) agrees within 0.1%. evaluate adds the "
-    "prefills queued behind a request's own prefill to its first gap (`q / (1 - q)` steps, "
-    "weighed by E[1/(n-1)]), which closes a third of the gap; the rest (later gaps of short "
-    "requests, correlated with the queue) is not modelled.",
-    "- **continuous, Azure conversation lengths** (the default scenario's trace lengths): "
-    "means within 5% and p90 TTFT within 8% up to 0.8 load (TTFT percentiles come from the "
-    "prompt-length mixture; with one gamma they read 15-22% low at 0.1-0.5); E2E p99 +21% "
-    "to +24%: E2E is mostly the decode of the output, whose trace distribution is "
-    "heavy-tailed, and E2E percentiles still come from a gamma fitted to the mean and "
-    "variance, which does not reproduce that tail.",
-    "- **chunked, long prompts**, TTFT -14% at 0.8 (half-width ±26%, †): the queue of "
-    "3000-token prompts near capacity, where three replications give wide intervals.",
-    "- **routing** p90 TTFT +9% at 0.1 to +35% at 0.8 (means within 10% up to 0.7): TTFT is "
-    "the mixture over the two targets (Llama-3.1-8B on one pool, Mistral-7B on the other), "
-    "now modelled as such (one gamma for it read +46% to +74%); what remains follows the "
-    "continuous case: the one-by-one prefill wait (mean TTFT +16% at 0.8) with an "
-    "exponential tail.",
-    "- **two classes**, short class: mean TTFT +12% at 0.8 (†), the continuous-batching "
-    "one-by-one prefills above; p90 TTFT +23..+35% at 0.1-0.3 where the long class's "
-    "3000-token prefills are the short class's rare, long waits (the exponential "
+    "- **continuous batching** (short, long and Azure conversation lengths, RAG, KV fetch, "
+    "routing): means within 10% up to 0.8 load since evaluate prefills the prompts waiting "
+    "at a step boundary in one step, as the engine does (`_PrefillBatches`): with a fixed "
+    "per-step cost (about 14 ms on Llama-3.1-8B, H100), serving them one by one overstated "
+    "TTFT by up to +90% (disaggregated, 0.8) and +39% (continuous short prompts, 0.8). "
+    "Continuous long prompts: per-request mean TPOT -7% to -10% at 0.7-0.8 (the sampler's "
+    "TPOT is a mean over requests of decode time / (tokens - 1), and a 3000-token prefill "
+    "in the few gaps of a short request weighs heavily; evaluate adds the batches queued "
+    "behind a request's own prefill to its first gap, the rest is not modelled). "
+    "E2E p99 on the Azure lengths +15% to +24%: E2E percentiles come from a gamma, which "
+    "does not reproduce the trace's heavy-tailed outputs.",
+    "- **two classes**, short class: mean TTFT +11% to +12% at 0.7-0.8 (†) and the long "
+    "class -12% at 0.8 (†): one batch size and one wait serve both classes, and a batch "
+    "is timed at its mean length; p90 TTFT of the short class +25% and +35% at 0.1-0.3, "
+    "where the long class's 3000-token prefills are its rare, long waits (the exponential "
     "conditional wait has the right mean but not the sampler's shape).",
-    "- **disaggregated, short prompts**: p90 TTFT +21% at 0.9 only (†).",
-    "- Met everywhere up to 0.8 on means: chunked short prompts, static (both), "
-    "disaggregated (both), RAG (embed, search and rerank, the reranker on the LLM pool), "
-    "KV fetch from tiers, reasoning with rounds and branches.",
+    "- **static batching**, TTFT -12% to -17% at 0.7-0.8 (†): gated batches whose size "
+    "solves b = max(1, lambda T(b)); queues longer than one batch near capacity are not "
+    "modelled.",
+    "- **chunked prefill**, TTFT -13% (short) and -22% (long) at 0.8, p90 TTFT of long "
+    "prompts -22% and -32% at 0.7-0.8 (†): the queue of prompts near capacity; "
+    "**reasoning** (chunked), TPOT -11% to -13% and E2E p90 -22% to -24% at 0.7-0.8. "
+    "These paths are unchanged by the batched prefill; on the previous step-time "
+    "calibration they met the targets (up to 0.8: chunked long TTFT -14%).",
+    "- **disaggregated**: means within 10% up to 0.8 (gated prefill batches, with the "
+    "prompts left over from full steps near capacity) but for long prompts' TTFT +23% at "
+    "0.7 (†, half-width ±15%; +2% at 0.8), p90 TTFT +35% there (†) and at 0.9 (†).",
 ]
 
 
