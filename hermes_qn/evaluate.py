@@ -754,11 +754,19 @@ def _per_point(context: np.ndarray, build) -> np.ndarray:
     return rows[inverse].reshape(np.shape(context) + (L,))
 
 
+def _speedup(step: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Speed of a batch station with ``n = 1..L`` present relative to one sequence,
+    ``min(n, cap) t(1) / t(min(n, cap))``, from step times ``step`` (s, ``(*S, L)``)."""
+    b = np.arange(1, step.shape[-1] + 1)
+    mult = b * step[..., :1] / step
+    return np.where(b > cap[..., None], np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
+
+
 def _falsi(gap, lo: np.ndarray, hi: np.ndarray, tol: float, max_iter: int):
     """Per point, a root of ``gap(x)[0]`` on ``[lo, hi]`` where ``gap(lo) >= 0 >= gap(hi)``
     (regula falsi, Illinois). ``gap`` returns ``(g, *more)``; the answer is ``(x, g, more,
     iterations, residual)`` at the last ``x``, or ``None`` when ``max_iter`` did not settle
-    it (``|g| / max(x, 1)`` or the bracket below ``tol``). A first bracket is tried at
+    it (at every point, ``|g| / max(x, 1)`` or the bracket below ``tol``). A first bracket is tried at
     ``lo + 2 gap(lo)`` (a root's distance from ``lo`` is about ``gap(lo)`` when ``gap``
     is flat), ``hi`` evaluated only where that is not past the root."""
     g_lo = gap(lo)[0]
@@ -775,8 +783,10 @@ def _falsi(gap, lo: np.ndarray, hi: np.ndarray, tol: float, max_iter: int):
         x = np.where(span > 0, lo + g_lo * (hi - lo) / np.where(span > 0, span, 1.0),
                      0.5 * (lo + hi))
         g, *more = gap(x)
-        residual = float(np.max(np.abs(g) / np.maximum(x, 1.0), initial=0.0))
-        if residual < tol or np.all((hi - lo) / np.maximum(x, 1.0) < tol):
+        miss = np.abs(g) / np.maximum(x, 1.0)
+        residual = float(np.max(miss, initial=0.0))
+        # settled per point: a root, or a bracket as narrow as tol around a step of the map
+        if np.all((miss < tol) | ((hi - lo) / np.maximum(x, 1.0) < tol)):
             return x, g, more, iterations, residual
         up = g > 0
         lo, g_lo = np.where(up, x, lo), np.where(up, g, g_lo)
@@ -900,40 +910,20 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
                 mix = _ChunkMix(lp.prefill, C, x, pre_tokens, mean_prompt, t_dec, t_fill)
                 step = (1 - mix.p_mixed[..., None]) * t_dec + mix.p_mixed[..., None] * mix.t_b
                 step = step * stretch[..., None]
-                mult = b * step[..., :1] / step
-                mult = np.where(b > cap[..., None],
-                                np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
-                bs = batch_station(theta * step[..., 0], mult, cap, g=step)
+                bs = batch_station(theta * step[..., 0], _speedup(step, cap), cap, g=step)
                 new = np.where(np.isfinite(bs.mean_running), bs.mean_running, cap)
                 return new - x, bs, step
 
             # the batch solves x = mean running(x) in [0, cap]: regula falsi (Illinois) on
             # that bracket, which cannot cycle where the map has kinks (damping is not used)
-            x_lo, x_hi = zero + 0.0, cap + 0.0
-            g_lo, g_hi = settle(x_lo)[0], settle(x_hi)[0]
-            kept = np.zeros(shape, dtype=int)   # +1: lo kept last time, -1: hi kept
-            for iterations in range(1, max_iter + 1):
-                span = g_lo - g_hi
-                bbar = np.where(span > 0, x_lo + g_lo * (x_hi - x_lo) / np.where(span > 0, span, 1),
-                                0.5 * (x_lo + x_hi))
-                g, bs, step = settle(bbar)
-                miss = np.abs(g) / np.maximum(bbar + g, 1.0)
-                # settled: a root, or a bracket as narrow as tol around a step of the map
-                open_ = (miss >= tol) & ((x_hi - x_lo) / np.maximum(bbar, 1.0) >= tol)
-                residual = float(np.max(miss, initial=0.0))
-                if not open_.any():
-                    break
-                up = g > 0
-                x_lo, g_lo = np.where(up, bbar, x_lo), np.where(up, g, g_lo)
-                x_hi, g_hi = np.where(up, x_hi, bbar), np.where(up, g_hi, g)
-                g_hi = np.where(up & (kept == 1), g_hi / 2, g_hi)
-                g_lo = np.where(~up & (kept == -1), g_lo / 2, g_lo)
-                kept = np.where(up, 1, -1)
-            else:
+            bbar, _, more, iterations, residual = _falsi(settle, zero + 0.0, cap + 0.0, tol,
+                                                         max_iter)
+            if bbar is None:
                 raise ConvergenceError(
                     f"evaluate: chunked-prefill fixed point on pool {name!r} did not settle in "
                     f"{max_iter} iterations (residual {residual:.3g}); valid: raise max_iter",
                     iterations=max_iter, residual=residual)
+            bs, step = more
             mix = _ChunkMix(lp.prefill, C, bbar, pre_tokens, mean_prompt, t_dec, t_fill)
             tm = mix.t_full * stretch
             speed = mix.chunk / tm                                # prompt tokens/s when backlogged
@@ -948,10 +938,7 @@ def _solve_llm(lp: _LLMPool, lam: np.ndarray, res: _Result, tables: _StepTable,
             def station(s: np.ndarray):
                 """The decode batch station with steps stretched by ``s``."""
                 st = t_dec * s[..., None]
-                mult = b * st[..., :1] / st
-                mult = np.where(b > cap[..., None],
-                                np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
-                return batch_station(theta * st[..., 0], mult, cap, g=st), st
+                return batch_station(theta * st[..., 0], _speedup(st, cap), cap, g=st), st
 
             tB = np.take_along_axis(t_dec, cap[..., None] - 1, -1)[..., 0]
             coef = cap_hi.copy()
@@ -1483,16 +1470,13 @@ def _chunked_capacity(term, lam: np.ndarray, K: int) -> np.ndarray:
         theta[w.cls] += w.visits * w.tokens / R
     for w in lp.prefill:
         pi[w.cls] += w.visits * w.tokens / R
-    L = t_dec.shape[-1]
-    b = np.arange(1, L + 1)
     tB = np.take_along_axis(t_dec, cap[..., None] - 1, -1)[..., 0] * stretch
     tmB = np.take_along_axis(t_mix, cap[..., None] - 1, -1)[..., 0] * stretch
     roomB = np.maximum(C - cap, 1.0)
     A = tB / cap
     Bq = (tmB - tB) * tmB / (roomB * cap)
     step = t_mix * stretch[..., None]
-    mult = b * step[..., :1] / step
-    mult = np.where(b > cap[..., None], np.take_along_axis(mult, cap[..., None] - 1, -1), mult)
+    mult = _speedup(step, cap)
     out = np.full((K,) + lam.shape[1:], np.inf)
     for k in range(K):
         th_o = np.tensordot(theta, lam, axes=(0, 0)) - theta[k] * lam[k]
